@@ -1,0 +1,196 @@
+"""The condition codec: image -> VQ indices -> condition features at 1/16 resolution.
+
+Module and attribute names follow the official checkpoints (`y_embedder.*`) so their
+state dicts load without renaming.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+WINDOW = 32  # attention window on the latent grid, as the reference uses at inference
+
+
+def group_norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(32, channels, eps=1e-6, affine=True)
+
+
+class ResnetBlock(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int | None = None) -> None:
+        super().__init__()
+        out_channels = out_channels or in_channels
+        self.norm1 = group_norm(in_channels)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=1)
+        self.norm2 = group_norm(out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1)
+        if in_channels != out_channels:
+            self.nin_shortcut = nn.Conv2d(in_channels, out_channels, 1)
+        else:
+            self.nin_shortcut = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = self.conv2(F.silu(self.norm2(h)))
+        if self.nin_shortcut is not None:
+            x = self.nin_shortcut(x)
+        return x + h
+
+
+def _windows(t: torch.Tensor, hp: int, wp: int) -> torch.Tensor:
+    """(B, C, Hp, Wp) -> (B * nWin, WINDOW*WINDOW, C), windows in raster order."""
+    b, c = t.shape[:2]
+    t = t.reshape(b, c, hp // WINDOW, WINDOW, wp // WINDOW, WINDOW)
+    return t.permute(0, 2, 4, 3, 5, 1).reshape(-1, WINDOW * WINDOW, c)
+
+
+class AttnBlock(nn.Module):
+    """Single-head spatial self-attention.
+
+    Grids larger than 32x32 attend inside 32x32 windows, the projected q/k/v padded on the
+    bottom/right by edge replication (padded cells take part as keys) -- the reference's
+    inference behaviour. We use it in training too, so models see one attention pattern.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.norm = group_norm(channels)
+        self.q = nn.Conv2d(channels, channels, 1)
+        self.k = nn.Conv2d(channels, channels, 1)
+        self.v = nn.Conv2d(channels, channels, 1)
+        self.proj_out = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm(x)
+        q, k, v = self.q(h), self.k(h), self.v(h)
+        b, c, height, width = q.shape
+        if height <= WINDOW and width <= WINDOW:
+            seq = lambda t: t.reshape(b, c, height * width).transpose(1, 2)  # noqa: E731
+            out = F.scaled_dot_product_attention(seq(q), seq(k), seq(v))
+            out = out.transpose(1, 2).reshape(b, c, height, width)
+        else:
+            hp = math.ceil(height / WINDOW) * WINDOW
+            wp = math.ceil(width / WINDOW) * WINDOW
+            pad = (0, wp - width, 0, hp - height)
+            q, k, v = (_windows(F.pad(t, pad, mode="replicate"), hp, wp) for t in (q, k, v))
+            out = F.scaled_dot_product_attention(q, k, v)
+            out = out.reshape(b, hp // WINDOW, wp // WINDOW, WINDOW, WINDOW, c)
+            out = out.permute(0, 5, 1, 3, 2, 4).reshape(b, c, hp, wp)[:, :, :height, :width]
+        return x + self.proj_out(out)
+
+
+class Downsample(nn.Module):
+    """Zero-pad one row/column at the bottom/right, then a 3x3 stride-2 conv."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.pad(x, (0, 1, 0, 1)))
+
+
+class Encoder(nn.Module):
+    """Five levels (x1, x1, x2, x2, x4 the width); the input conv and the first
+    log2(ds) - 1 levels each halve the resolution; the last level adds attention."""
+
+    MULT = (1, 1, 2, 2, 4)
+
+    def __init__(self, ds: int, channels: int, out_channels: int) -> None:
+        super().__init__()
+        n_down = int(math.log2(ds)) - 1
+        self.conv_in = nn.Conv2d(3, channels, 3, stride=2, padding=1)
+        widths = [channels * m for m in self.MULT]
+        prev = channels
+        for level, width in enumerate(widths):
+            if level < len(widths) - 1:
+                layers = [ResnetBlock(prev, width), ResnetBlock(width)]
+                layers.append(Downsample(width) if level < n_down else nn.Identity())
+            else:
+                layers = [ResnetBlock(prev, width), AttnBlock(width), ResnetBlock(width), AttnBlock(width)]
+            setattr(self, f"down_block_{level}", nn.Sequential(*layers))
+            prev = width
+        self.mid_block = nn.Sequential(ResnetBlock(prev), AttnBlock(prev), ResnetBlock(prev))
+        self.norm_out = group_norm(prev)
+        self.conv_out = nn.Conv2d(prev, out_channels, 3, padding=1)
+        self.levels = len(widths)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv_in(x)
+        for level in range(self.levels):
+            h = getattr(self, f"down_block_{level}")(h)
+        h = self.mid_block(h)
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+
+class Upsample2x(nn.Module):
+    """Nearest-neighbour 2x, then a ResNet block (ds 32 only: brings 1/32 to 1/16)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.block = ResnetBlock(channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class Decoder(nn.Module):
+    """Codeword map at 1/ds -> condition features at 1/16 (the 'light' variant)."""
+
+    def __init__(self, ds: int, in_channels: int, hidden: int) -> None:
+        super().__init__()
+        self.conv_in = nn.Conv2d(in_channels, hidden, 3, padding=1)
+        self.block = nn.Sequential(
+            ResnetBlock(hidden), AttnBlock(hidden), ResnetBlock(hidden), AttnBlock(hidden), ResnetBlock(hidden)
+        )
+        self.norm_out = group_norm(hidden)
+        if ds == 4:
+            self.conv_out = nn.Sequential(
+                nn.Conv2d(hidden, hidden, 3, stride=2, padding=1),
+                ResnetBlock(hidden),
+                nn.Conv2d(hidden, hidden, 3, stride=2, padding=1),
+            )
+        else:
+            self.conv_out = nn.Conv2d(hidden, hidden, 3, stride=2 if ds == 8 else 1, padding=1)
+        self.ada = Upsample2x(hidden) if ds == 32 else None
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.block(self.conv_in(z))
+        h = self.conv_out(F.silu(self.norm_out(h)))
+        return self.ada(h) if self.ada is not None else h
+
+
+class VectorQuantizer(nn.Module):
+    def __init__(self, size: int, dim: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(size, dim)
+
+    def indices(self, z: torch.Tensor) -> torch.Tensor:
+        """Nearest codeword by squared distance |z|^2 + |e|^2 - 2 z.e; ties go to the lowest index."""
+        b, d, h, w = z.shape
+        flat = z.permute(0, 2, 3, 1).reshape(-1, d)
+        e = self.embedding.weight
+        dist = flat.pow(2).sum(1, keepdim=True) + e.pow(2).sum(1) - 2 * flat @ e.t()
+        return dist.argmin(1).reshape(b, h, w)
+
+    def lookup(self, indices: torch.Tensor) -> torch.Tensor:
+        """(B, h, w) int -> (B, dim, h, w)."""
+        return self.embedding(indices).permute(0, 3, 1, 2)
+
+
+class ConditionCodec(nn.Module):
+    def __init__(self, ds: int, encoder_channels: int, codebook_size: int, codebook_dim: int, hidden: int) -> None:
+        super().__init__()
+        self.encoder = Encoder(ds, encoder_channels, codebook_dim)
+        self.bottleneck = VectorQuantizer(codebook_size, codebook_dim)
+        self.decoder = Decoder(ds, codebook_dim, hidden)
+
+    def quantize(self, image01: torch.Tensor) -> torch.Tensor:
+        """Image in [0, 1], (B, 3, H, W) -> indices (B, H/ds, W/ds)."""
+        return self.bottleneck.indices(self.encoder(image01))
+
+    def decode(self, indices: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.bottleneck.lookup(indices))
