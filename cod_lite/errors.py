@@ -19,3 +19,7 @@ class InputError(CodLiteError):
 
 class CheckpointError(CodLiteError):
     """A checkpoint or weights file is malformed, unsafe, or does not fit the model config."""
+
+
+class OutputError(CodLiteError):
+    """An output path cannot be written: exists, unwritable, or its folder is missing."""

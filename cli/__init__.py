@@ -1,0 +1,1 @@
+"""The `codlite` command-line application (click); the library itself never imports click."""

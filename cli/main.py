@@ -1,0 +1,155 @@
+"""`codlite`: the command-line face of cod_lite. Every command is a thin call into the library."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable
+
+import click
+import numpy as np
+
+import cod_lite
+from cod_lite import bitstream
+from cod_lite.fileio import atomic_write
+from cod_lite.image_io import save_image
+
+METHOD_NAMES = {0: "fixed-length packing"}
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"codlite: error: {message}", err=True)
+    sys.exit(code)
+
+
+def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
+    """One line on stderr and a non-zero exit instead of a traceback (CODLITE_DEBUG=1 shows it)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except cod_lite.CodLiteError as e:
+            _fail(str(e))
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except Exception as e:  # noqa: BLE001 - the CLI promise: no tracebacks
+            if os.environ.get("CODLITE_DEBUG"):
+                raise
+            _fail(f"unexpected {type(e).__name__}: {e} (set CODLITE_DEBUG=1 for details)", 2)
+
+    return wrapper
+
+
+def _read_input(path: str) -> bytes:
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise cod_lite.InputError(f"no such file: '{path}'") from None
+    except IsADirectoryError:
+        raise cod_lite.InputError(f"'{path}' is a folder, not a file") from None
+    except OSError as e:
+        raise cod_lite.InputError(f"cannot read '{path}': {e.strerror}") from None
+
+
+force_option = click.option("--force", "-f", is_flag=True, help="Replace OUTPUT if it already exists.")
+model_option = click.option("--model", "-m", default=None, help="Model name (see `codlite models`) or weight-file path.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(cod_lite.__version__, prog_name="codlite")
+def cli() -> None:
+    """Generative image compression at 0.004-0.5 bits per pixel (CoD-Lite).
+
+    Outputs are written atomically and never replace an existing file unless --force is given.
+    """
+
+
+@cli.command()
+@click.argument("input_image", metavar="INPUT")
+@click.argument("output", metavar="OUTPUT")
+@model_option
+@force_option
+@friendly_errors
+def compress(input_image: str, output: str, model: str | None, force: bool) -> None:
+    """Compress an image (PNG, JPEG, WebP, TIFF, ...) into a .cod stream."""
+    codec = cod_lite.load_model(model or "default")
+    data = codec.encode(input_image)
+    atomic_write(output, data, overwrite=force)
+    header = bitstream.parse(data)
+    bpp = 8 * len(data) / (header.width * header.height)
+    click.echo(f"{output}: {header.width}x{header.height}, {len(data)} bytes, {bpp:.4f} bpp ({codec.name})")
+
+
+@cli.command()
+@click.argument("input_stream", metavar="INPUT")
+@click.argument("output", metavar="OUTPUT")
+@model_option
+@click.option(
+    "--reference-format",
+    is_flag=True,
+    help="INPUT is a .cod from the authors' reference code (no model identity: --model is required).",
+)
+@force_option
+@friendly_errors
+def decompress(input_stream: str, output: str, model: str | None, reference_format: bool, force: bool) -> None:
+    """Decompress a .cod stream into an image; OUTPUT's suffix picks the format (.png, .jpg, .webp, ...)."""
+    data = _read_input(input_stream)
+    if reference_format:
+        if model is None:
+            raise cod_lite.InputError("--reference-format needs --model: the authors' .cod does not name its model")
+        image = cod_lite.load_model(model).decode_reference(data)
+    else:
+        image = cod_lite.decode(data, model=model)
+    save_image(np.asarray(image), output, overwrite=force)
+    click.echo(f"{output}: {image.width}x{image.height}")
+
+
+@cli.command()
+@click.argument("stream", metavar="FILE")
+@friendly_errors
+def info(stream: str) -> None:
+    """Show what a .cod stream holds: model, size, bits per pixel, coding method."""
+    data = _read_input(stream)
+    h = bitstream.parse(data)
+    click.echo(f"model:   {h.model_name} (weights {h.model_hash.hex()})")
+    click.echo(f"size:    {h.width}x{h.height}")
+    click.echo(f"bytes:   {len(data)} ({len(h.payload)} payload)")
+    click.echo(f"bpp:     {8 * len(data) / (h.width * h.height):.4f}")
+    click.echo(f"method:  {h.method} ({METHOD_NAMES.get(h.method, 'unknown to this version')})")
+
+
+@cli.command()
+@friendly_errors
+def models() -> None:
+    """List the models this machine can use (bundled and imported)."""
+    found = cod_lite.available_models()
+    for m in found:
+        c = m.config
+        click.echo(f"{m.name:24s} {c.nominal_bpp:.4f} bpp  ds={c.ds:<2d} bits={c.codebook_bits}  {m.origin:7s} {m.path}")
+    if not found:
+        click.echo("no models found")
+    click.echo(f"(user model folder: {cod_lite.user_model_dir()}; set CODLITE_HOME to move it)")
+
+
+@cli.command("import-official")
+@click.argument("checkpoint")
+@click.option("--config", "config", required=True, help="The authors' YAML published with the checkpoint.")
+@click.option("--output", "-o", default=None, help="Weight file to write (default: install into the user model folder).")
+@click.option("--name", default=None, help="Model name recorded in the file and in streams (default: file stem).")
+@click.option("--encoder-channels", default=128, show_default=True, help="Condition-encoder width (official: 128).")
+@force_option
+@friendly_errors
+def import_official(
+    checkpoint: str, config: str, output: str | None, name: str | None, encoder_channels: int, force: bool
+) -> None:
+    """Convert an official CoD-Lite checkpoint (.pt) into a cod-lite weight file."""
+    name = name or (Path(output).stem if output else Path(checkpoint).stem)
+    if output is None:
+        folder = cod_lite.user_model_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        output = str(folder / f"{name}.safetensors")
+    path = cod_lite.import_official(checkpoint, config, output, encoder_channels, name=name, overwrite=force)
+    click.echo(f"imported '{name}' -> {path}")

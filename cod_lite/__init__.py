@@ -1,0 +1,28 @@
+"""cod-lite: real-time generative image compression (CoD-Lite, arXiv 2604.12525).
+
+    import cod_lite
+    data = cod_lite.encode("photo.png")          # bytes, bundled default model
+    image = cod_lite.decode(data)                 # PIL.Image, model found from the stream
+"""
+
+from .codec import Codec, decode, encode, load_model
+from .errors import BitstreamError, CheckpointError, CodLiteError, InputError, ModelNotFoundError, OutputError
+from .official import import_official
+from .zoo import available_models, user_model_dir
+
+__all__ = [
+    "BitstreamError",
+    "CheckpointError",
+    "Codec",
+    "CodLiteError",
+    "InputError",
+    "ModelNotFoundError",
+    "OutputError",
+    "available_models",
+    "decode",
+    "encode",
+    "import_official",
+    "load_model",
+    "user_model_dir",
+]
+__version__ = "0.1.0"

@@ -1,0 +1,162 @@
+"""The cod-lite container v1 (docs/format.md) and the authors' reference `.cod` layout.
+
+The container names the model and its weights so a stream is never decoded with other weights,
+and ends in a CRC32 so corruption is reported instead of decoded into a wrong image.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from dataclasses import dataclass
+
+from .errors import BitstreamError
+
+MAGIC = b"CODL"
+VERSION = 1
+HASH_BYTES = 8
+MAX_DIMENSION = 2**31 - 1
+PAD_MODES = (0, 1)  # 0 = replicate, 1 = reflect
+MAX_VARINT_BYTES = 5
+CRC_BYTES = 4
+REFERENCE_MAX_DIMENSION = 65535
+
+
+@dataclass(frozen=True)
+class StreamHeader:
+    """Everything a v1 stream holds: model identity, image size, padding, coding method, payload."""
+
+    model_name: str
+    model_hash: bytes
+    width: int
+    height: int
+    pad_mode: int
+    method: int
+    payload: bytes
+
+
+def _header_problem(name: bytes, header: StreamHeader) -> str | None:
+    """Why a header cannot be stored, or None; shared so serialize and parse accept the same set."""
+    if not 1 <= len(name) <= 255:
+        return f"model name must be 1..255 UTF-8 bytes, got {len(name)}"
+    if len(header.model_hash) != HASH_BYTES:
+        return f"model hash must be {HASH_BYTES} bytes, got {len(header.model_hash)}"
+    for field in ("width", "height"):
+        value = getattr(header, field)
+        if not 1 <= value <= MAX_DIMENSION:
+            return f"{field} must be in 1..{MAX_DIMENSION}, got {value}"
+    if not 0 <= header.method <= 255:
+        return f"method must be in 0..255, got {header.method}"
+    if header.pad_mode not in PAD_MODES:
+        return f"unknown pad mode {header.pad_mode} (known: 0 = replicate, 1 = reflect)"
+    return None
+
+
+def _varint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def serialize(header: StreamHeader) -> bytes:
+    """Header + payload + CRC32 as a v1 stream; ValueError for a header that no decoder would accept."""
+    name = header.model_name.encode("utf-8")
+    problem = _header_problem(name, header)
+    if problem:
+        raise ValueError(problem)
+    body = b"".join(
+        [
+            MAGIC,
+            bytes([VERSION, header.method, header.pad_mode, len(name)]),
+            name,
+            header.model_hash,
+            _varint(header.width),
+            _varint(header.height),
+            _varint(len(header.payload)),
+            header.payload,
+        ]
+    )
+    return body + struct.pack("<I", zlib.crc32(body))
+
+
+class _Reader:
+    """Bounds-checked cursor, so every short read becomes a 'truncated stream' BitstreamError."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.pos = 0
+
+    def take(self, n: int, what: str) -> bytes:
+        if len(self.data) - self.pos < n:
+            raise BitstreamError(
+                f"truncated stream: {what} needs {n} bytes at offset {self.pos}, got {len(self.data) - self.pos}"
+            )
+        self.pos += n
+        return self.data[self.pos - n : self.pos]
+
+    def varint(self, what: str) -> int:
+        """Unsigned LEB128, canonical and at most MAX_VARINT_BYTES long."""
+        value = 0
+        for i in range(MAX_VARINT_BYTES):
+            byte = self.take(1, what)[0]
+            value |= (byte & 0x7F) << (7 * i)
+            if not byte & 0x80:
+                if byte == 0 and i > 0:
+                    raise BitstreamError(f"malformed stream: {what} varint has a non-canonical trailing zero byte")
+                return value
+        raise BitstreamError(f"malformed stream: {what} varint is longer than {MAX_VARINT_BYTES} bytes")
+
+
+def parse(data: bytes) -> StreamHeader:
+    """Check and split a v1 stream; any defect, whatever the input bytes, is a BitstreamError."""
+    if not data:
+        raise BitstreamError("empty stream")
+    if data[: len(MAGIC)] != MAGIC[: len(data)]:
+        raise BitstreamError("not a cod-lite stream (bad magic bytes)")
+    r = _Reader(data)
+    r.take(len(MAGIC), "magic")
+    version = r.take(1, "version")[0]
+    if version != VERSION:
+        raise BitstreamError(f"unsupported stream version {version}; this cod-lite reads version {VERSION}")
+    method, pad_mode, name_len = r.take(3, "header")
+    name = r.take(name_len, "model name")
+    model_hash = r.take(HASH_BYTES, "model hash")
+    width = r.varint("width")
+    height = r.varint("height")
+    payload_len = r.varint("payload length")
+    payload = r.take(payload_len, "payload")
+    crc = r.take(CRC_BYTES, "CRC32")
+    if struct.unpack("<I", crc)[0] != zlib.crc32(data[: r.pos - CRC_BYTES]):
+        raise BitstreamError("corrupted stream: CRC32 mismatch")
+    if r.pos != len(data):
+        raise BitstreamError(f"malformed stream: {len(data) - r.pos} trailing bytes after the CRC32")
+    try:
+        model_name = bytes(name).decode("utf-8")
+    except UnicodeDecodeError:
+        raise BitstreamError("malformed stream: model name is not valid UTF-8") from None
+    header = StreamHeader(model_name, bytes(model_hash), width, height, pad_mode, method, bytes(payload))
+    problem = _header_problem(name, header)
+    if problem:
+        raise BitstreamError(f"malformed stream: {problem}")
+    return header
+
+
+def read_reference_cod(data: bytes) -> tuple[int, int, bytes]:
+    """(width, height, packed indices) from the authors' layout: uint16 LE width, uint16 LE height, payload."""
+    if len(data) < 4:
+        raise BitstreamError(f"truncated stream: reference .cod header needs 4 bytes, got {len(data)}")
+    width, height = struct.unpack("<HH", data[:4])
+    if width == 0 or height == 0:
+        raise BitstreamError(f"malformed reference .cod: size {width}x{height} is empty")
+    return width, height, bytes(data[4:])
+
+
+def write_reference_cod(width: int, height: int, payload: bytes) -> bytes:
+    """The authors' layout, for exchanging streams with the reference code (no model identity, no check)."""
+    for field, value in (("width", width), ("height", height)):
+        if not 1 <= value <= REFERENCE_MAX_DIMENSION:
+            raise ValueError(f"reference .cod {field} must be in 1..{REFERENCE_MAX_DIMENSION}, got {value}")
+    return struct.pack("<HH", width, height) + bytes(payload)

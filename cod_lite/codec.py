@@ -1,0 +1,165 @@
+"""`Codec`: a loaded model with compress/decompress, plus the module-level shortcuts."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+import PIL.Image
+import torch
+import torch.nn.functional as F
+
+from . import bitstream, zoo
+from .entropy.packing import pack_indices, unpack_indices
+from .errors import BitstreamError, InputError
+from .image_io import load_image, pixel_limit
+from .models.config import ModelConfig
+from .models.network import CodLiteNet, to_uint8
+from .weights import load_weights
+
+ImageLike = Union[str, os.PathLike, PIL.Image.Image, np.ndarray]
+PAD_MODES = {0: "replicate", 1: "reflect"}
+METHOD_FIXED = 0
+
+
+class Codec:
+    """One model, ready to encode and decode. Create it with `cod_lite.load_model`."""
+
+    def __init__(self, net: CodLiteNet, weights_sha256: str, path: Path | None = None, device: str | None = None) -> None:
+        self.device = torch.device(device or "cpu")
+        self.net = net.to(self.device).eval()
+        self.model_config: ModelConfig = net.config
+        self.weights_sha256 = weights_sha256
+        self.path = path
+
+    @property
+    def name(self) -> str:
+        return self.model_config.name
+
+    @property
+    def identity(self) -> bytes:
+        """What a stream stores to name these exact weights: the first 8 bytes of their sha256."""
+        return bytes.fromhex(self.weights_sha256)[:8]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        values = self.model_config.to_dict()
+        values.update(nominal_bpp=self.model_config.nominal_bpp, weights_sha256=self.weights_sha256)
+        return values
+
+    def __repr__(self) -> str:
+        return f"Codec({self.name!r}, ds={self.model_config.ds}, bits={self.model_config.codebook_bits})"
+
+    # -- the two halves of the network ---------------------------------------------------------
+    def _padded_size(self, height: int, width: int) -> tuple[int, int]:
+        unit = self.model_config.size_unit
+        return -(-height // unit) * unit, -(-width // unit) * unit
+
+    def quantize(self, image: ImageLike, *, pad_mode: str = "replicate") -> np.ndarray:
+        """Image -> int64 index grid (H/ds, W/ds) of the image padded to the model's size unit."""
+        pixels = load_image(image)
+        height, width = pixels.shape[:2]
+        ph, pw = self._padded_size(height, width)
+        x = torch.from_numpy(pixels.copy()).to(self.device).permute(2, 0, 1)[None].float() / 255
+        if (ph, pw) != (height, width):
+            if pad_mode == "reflect" and (ph - height >= height or pw - width >= width):
+                pad_mode = "replicate"  # reflect needs the pad to be smaller than the image
+            x = F.pad(x, (0, pw - width, 0, ph - height), mode=pad_mode)
+        with torch.inference_mode():
+            return self.net.quantize(x)[0].cpu().numpy().astype(np.int64)
+
+    def reconstruct(self, indices: np.ndarray, height: int, width: int) -> np.ndarray:
+        """Index grid -> uint8 HxWx3 image, cropped to height x width."""
+        indices = np.asarray(indices)
+        ds = self.model_config.ds
+        ph, pw = self._padded_size(height, width)
+        if indices.shape != (ph // ds, pw // ds):
+            raise InputError(f"indices of shape {indices.shape} do not fit a {width}x{height} image (need {(ph // ds, pw // ds)})")
+        if indices.size and (indices.min() < 0 or indices.max() >= self.model_config.codebook_size):
+            raise InputError(f"indices must be in 0..{self.model_config.codebook_size - 1}")
+        idx = torch.from_numpy(indices.astype(np.int64)).to(self.device)[None]
+        with torch.inference_mode():
+            out = to_uint8(self.net.reconstruct(idx))[0, :height, :width]
+        return np.ascontiguousarray(out.cpu().numpy())
+
+    # -- streams ------------------------------------------------------------------------------
+    def encode(self, image: ImageLike) -> bytes:
+        """Image (path, PIL image or HxWx3 uint8 array) -> a cod-lite v1 stream."""
+        pixels = load_image(image)
+        height, width = pixels.shape[:2]
+        indices = self.quantize(pixels)
+        payload = pack_indices(indices.ravel(), self.model_config.codebook_bits)
+        header = bitstream.StreamHeader(
+            model_name=self.name,
+            model_hash=self.identity,
+            width=width,
+            height=height,
+            pad_mode=0,
+            method=METHOD_FIXED,
+            payload=payload,
+        )
+        return bitstream.serialize(header)
+
+    def decode_indices(self, data: bytes) -> tuple[np.ndarray, int, int]:
+        """Stream -> (index grid, height, width) after checking it belongs to this model."""
+        header = bitstream.parse(data)
+        if header.model_hash != self.identity:
+            raise BitstreamError(
+                f"stream was made with model '{header.model_name}' (weights {header.model_hash.hex()}), "
+                f"not with '{self.name}' (weights {self.identity.hex()})"
+            )
+        if header.method != METHOD_FIXED:
+            raise BitstreamError(f"unsupported entropy-coding method {header.method}")
+        limit = pixel_limit()
+        if header.width * header.height > limit:
+            raise BitstreamError(f"stream claims a {header.width}x{header.height} image, above the pixel limit {limit}")
+        ds = self.model_config.ds
+        ph, pw = self._padded_size(header.height, header.width)
+        count = (ph // ds) * (pw // ds)
+        indices = unpack_indices(header.payload, self.model_config.codebook_bits, count)
+        return indices.reshape(ph // ds, pw // ds), header.height, header.width
+
+    def decode(self, data: bytes) -> PIL.Image.Image:
+        """A cod-lite v1 stream -> RGB image."""
+        indices, height, width = self.decode_indices(data)
+        return PIL.Image.fromarray(self.reconstruct(indices, height, width), "RGB")
+
+    def decode_reference(self, data: bytes) -> PIL.Image.Image:
+        """A `.cod` file in the authors' layout (which does not say which model made it)."""
+        width, height, payload = bitstream.read_reference_cod(data)
+        ds = self.model_config.ds
+        if height % ds or width % ds:
+            raise BitstreamError(f"reference .cod size {width}x{height} is not a multiple of ds={ds}")
+        count = (height // ds) * (width // ds)
+        indices = unpack_indices(payload, self.model_config.codebook_bits, count).reshape(height // ds, width // ds)
+        return PIL.Image.fromarray(self.reconstruct(indices, height, width), "RGB")
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(path: str, mtime_ns: int, device: str | None) -> Codec:
+    config, state, meta = load_weights(path)
+    net = CodLiteNet(config)
+    net.load_state_dict(state, strict=True)
+    return Codec(net, meta["weights_sha256"], Path(path), device)
+
+
+def load_model(name_or_path: str | os.PathLike = "default", device: str | None = None) -> Codec:
+    """A model by zoo name ('default', a bundled or imported name) or weight-file path."""
+    path = zoo.resolve(name_or_path).resolve()
+    return _load_cached(str(path), path.stat().st_mtime_ns, device)
+
+
+def encode(image: ImageLike, model: str | os.PathLike = "default") -> bytes:
+    """Compress an image with a model (by default the bundled default)."""
+    return load_model(model).encode(image)
+
+
+def decode(data: bytes, model: str | os.PathLike | None = None) -> PIL.Image.Image:
+    """Decompress a stream; with model=None the stream's own model identity picks the weights."""
+    if model is None:
+        header = bitstream.parse(data)
+        model = zoo.find_by_identity(header.model_name, header.model_hash)
+    return load_model(model).decode(data)

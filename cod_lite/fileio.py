@@ -1,0 +1,121 @@
+"""Crash-safe output: readers see the old file or the complete new one, never a partial write."""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from .errors import OutputError
+
+Writer = Callable[[BinaryIO], None]
+
+# os.link errors meaning "this filesystem has no hard links" (FAT, some network shares).
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
+
+
+def atomic_write(path: str | os.PathLike, data: bytes | Writer, *, overwrite: bool = False) -> Path:
+    """Write bytes (or let a callable write into the open file) to path, atomically.
+
+    The data goes to a temporary file in the same folder, is fsynced, then moved into place.
+    Without overwrite an existing file is never replaced, not even one created meanwhile.
+    On any failure, KeyboardInterrupt included, neither the temporary file nor the target remains.
+    """
+    target = Path(path)
+    if not overwrite and os.path.lexists(target):
+        raise _already_exists(target)
+    try:
+        # The name is cut so the temporary name stays within the filesystem's name limit.
+        tmp = tempfile.NamedTemporaryFile(delete=False, dir=target.parent, prefix=f".{target.name[:100]}.", suffix=".tmp")
+    except OSError as exc:
+        raise _output_error(target, exc) from exc
+    tmp_path = Path(tmp.name)
+    try:
+        with tmp:
+            if callable(data):
+                data(tmp)
+            else:
+                tmp.write(data)
+            tmp.flush()
+            os.fsync(tmp.fileno())
+        os.chmod(tmp_path, _final_mode(target, overwrite))
+        if overwrite:
+            os.replace(tmp_path, target)
+        else:
+            _move_no_clobber(tmp_path, target)
+    except OSError as exc:
+        raise _output_error(target, exc) from exc
+    finally:
+        try:
+            tmp_path.unlink(missing_ok=True)
+        except OSError:
+            pass  # the error that brought us here matters more than a stray temporary file
+    return target
+
+
+def _move_no_clobber(tmp_path: Path, target: Path) -> None:
+    """Give tmp_path's file the name target, failing with FileExistsError if target exists."""
+    try:
+        os.link(tmp_path, target)  # atomic and never replaces; tmp_path is unlinked by the caller
+    except FileExistsError:
+        raise
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
+            raise
+        # No hard links here: claim the name exclusively, then replace our own placeholder.
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        try:
+            os.replace(tmp_path, target)
+        except BaseException:
+            target.unlink(missing_ok=True)
+            raise
+
+
+def _final_mode(target: Path, overwrite: bool) -> int:
+    """Permissions a plain open(target, 'wb') would give: the old file's, else 0o666 less the umask."""
+    if overwrite:
+        try:
+            info = os.stat(target)
+        except OSError:
+            pass
+        else:
+            if stat.S_ISREG(info.st_mode):
+                return stat.S_IMODE(info.st_mode)
+    return 0o666 & ~_current_umask()
+
+
+def _current_umask() -> int:
+    """Read the umask without changing it where possible: os.umask() alone races other threads."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _already_exists(target: Path) -> OutputError:
+    return OutputError(f"'{target}' already exists; pass overwrite/--force to replace it")
+
+
+def _output_error(target: Path, exc: OSError) -> OutputError:
+    folder = target.parent
+    if isinstance(exc, FileExistsError):
+        return _already_exists(target)
+    if isinstance(exc, PermissionError):
+        return OutputError(f"cannot write '{target}': permission denied")
+    if isinstance(exc, IsADirectoryError):
+        return OutputError(f"cannot write '{target}': it is a folder")
+    if isinstance(exc, (FileNotFoundError, NotADirectoryError)) and not folder.is_dir():
+        if folder.exists():
+            return OutputError(f"cannot write '{target}': '{folder}' is not a folder")
+        return OutputError(f"cannot write '{target}': folder '{folder}' does not exist")
+    return OutputError(f"cannot write '{target}': {exc.strerror or exc}")

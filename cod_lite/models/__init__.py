@@ -1,0 +1,1 @@
+"""Network definitions: the condition codec and the one-step denoiser."""

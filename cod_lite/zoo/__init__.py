@@ -1,0 +1,84 @@
+"""Model zoo: names -> weight files, from the package's bundled models and the user's model folder.
+
+A model's name is the one recorded in its weight file (not the file name), so a stream that
+names its model can find it wherever it was installed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+
+from ..errors import CheckpointError, ModelNotFoundError
+from ..models.config import ModelConfig
+from ..weights import read_metadata
+
+BUNDLED_DIR = Path(__file__).parent / "weights"
+# The middle of the bundled rates; `model="default"` everywhere means this one.
+DEFAULT_MODEL = "cod-lite-s-0.125"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    path: Path
+    origin: str  # "bundled" or "user"
+    config: ModelConfig
+    weights_sha256: str
+
+
+def user_model_dir() -> Path:
+    """`$CODLITE_HOME/models`, else the platform's user data folder."""
+    home = os.environ.get("CODLITE_HOME")
+    base = Path(home) if home else Path(platformdirs.user_data_dir("cod-lite", appauthor=False))
+    return base / "models"
+
+
+def _describe(path: Path, origin: str) -> ModelInfo | None:
+    try:
+        meta = read_metadata(path)
+        config = ModelConfig.from_dict(json.loads(meta["config"]))
+        return ModelInfo(config.name, path, origin, config, meta["weights_sha256"])
+    except (CheckpointError, KeyError, ValueError, TypeError):
+        return None  # not ours, or damaged: it is simply not offered as a model
+
+
+def available_models() -> list[ModelInfo]:
+    """Every usable model: the user's folder first (it may shadow a bundled name), then bundled."""
+    found = []
+    for origin, folder in (("user", user_model_dir()), ("bundled", BUNDLED_DIR)):
+        if folder.is_dir():
+            for path in sorted(folder.glob("*.safetensors")):
+                info = _describe(path, origin)
+                if info is not None:
+                    found.append(info)
+    return found
+
+
+def resolve(name_or_path: str | os.PathLike) -> Path:
+    """A weight-file path for a model name, the alias 'default', or a path."""
+    text = os.fspath(name_or_path)
+    name = DEFAULT_MODEL if text == "default" else text
+    for info in available_models():
+        if info.name == name:
+            return info.path
+    path = Path(text)
+    if path.is_file():
+        return path
+    names = ", ".join(sorted({i.name for i in available_models()})) or "none"
+    raise ModelNotFoundError(f"no model named '{name}' and no such file (available: {names})")
+
+
+def find_by_identity(name: str, hash_prefix: bytes) -> Path:
+    """The weight file whose sha256 starts with the stream's hash; the name only helps the message."""
+    for info in available_models():
+        if bytes.fromhex(info.weights_sha256).startswith(hash_prefix):
+            return info.path
+    raise ModelNotFoundError(
+        f"this stream needs model '{name}' (weights {hash_prefix.hex()}), which is not installed; "
+        f"import it (codlite import-official) or pass its weight file with --model"
+    )

@@ -1,0 +1,41 @@
+"""Shared fixtures: the parity model imported through the public API, and isolated user folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+import cod_lite
+
+PARITY = Path(__file__).parent / "data" / "parity_A"
+
+
+@pytest.fixture(autouse=True)
+def isolated_home(tmp_path_factory, monkeypatch):
+    """Every test gets its own CODLITE_HOME, so user models never leak between tests."""
+    home = tmp_path_factory.mktemp("codlite_home")
+    monkeypatch.setenv("CODLITE_HOME", str(home))
+    return home
+
+
+@pytest.fixture(scope="session")
+def official_pt(tmp_path_factory) -> Path:
+    """The fixture in the official container: {"state_dict": {"net.<key>": tensor}}."""
+    state = load_file(str(PARITY / "state_dict.safetensors"))
+    path = tmp_path_factory.mktemp("official") / "parity.pt"
+    torch.save({"state_dict": {f"net.{k}": v for k, v in state.items()}}, path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def parity_weights(official_pt, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("imported") / "parity.safetensors"
+    return cod_lite.import_official(official_pt, PARITY / "config.yaml", out, encoder_channels=32)
+
+
+@pytest.fixture(scope="session")
+def parity_codec(parity_weights) -> cod_lite.Codec:
+    return cod_lite.load_model(parity_weights)

@@ -1,0 +1,158 @@
+"""The public API end to end, on the parity model: round trips, sizes, identity, bad input."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import cod_lite
+from cod_lite import bitstream
+from cod_lite.errors import BitstreamError, InputError, ModelNotFoundError
+from cod_lite.weights import load_weights, save_weights
+
+from .conftest import PARITY
+
+
+def photo(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A smooth, photo-like test image (gradients + a disc + mild noise)."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:height, 0:width]
+    img = np.stack([x * 255 / max(width, 1), y * 255 / max(height, 1), (x + y) * 127 / max(height + width, 1)], -1)
+    img[(y - height / 2) ** 2 + (x - width / 3) ** 2 < (min(height, width) / 4) ** 2] = (200, 40, 90)
+    return np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.mark.parametrize("size", [(1, 1), (17, 33), (16, 16), (15, 300), (70, 5)])
+def test_round_trip_any_size(parity_codec, size):
+    image = photo(*size)
+    data = parity_codec.encode(image)
+    out = cod_lite.decode(data, model=parity_codec.path)
+    assert out.size == (size[1], size[0]) and out.mode == "RGB"
+    indices, height, width = parity_codec.decode_indices(data)
+    np.testing.assert_array_equal(indices, parity_codec.quantize(image))
+    assert (height, width) == size
+
+
+def test_stream_layout_and_rate(parity_codec):
+    data = parity_codec.encode(PARITY / "image.png")
+    header = bitstream.parse(data)
+    assert (header.width, header.height, header.method) == (128, 192, 0)
+    assert header.model_name == "parity" and header.model_hash == parity_codec.identity
+    assert len(header.payload) == 96  # 96 indices x 8 bits, exactly the reference packing
+    assert header.payload == (PARITY / "bitstream.bin").read_bytes()
+    assert len(data) - len(header.payload) < 40  # container overhead stays small
+
+
+def test_inputs_path_pil_array_agree(parity_codec):
+    path = PARITY / "image.png"
+    a = parity_codec.encode(path)
+    b = parity_codec.encode(Image.open(path))
+    c = parity_codec.encode(np.asarray(Image.open(path).convert("RGB")))
+    assert a == b == c
+    assert parity_codec.encode(path) == a  # deterministic
+
+
+def test_thread_count_does_not_change_indices(parity_codec):
+    image = photo(64, 96, seed=3)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = parity_codec.encode(image)
+        torch.set_num_threads(2)
+        two = parity_codec.encode(image)
+    finally:
+        torch.set_num_threads(threads)
+    assert one == two
+
+
+def test_decode_finds_model_from_stream_identity(parity_weights, isolated_home):
+    folder = cod_lite.user_model_dir()
+    folder.mkdir(parents=True)
+    shutil.copy(parity_weights, folder / "renamed-file.safetensors")
+    assert "parity" in [m.name for m in cod_lite.available_models()]
+    data = cod_lite.encode(PARITY / "image.png", model="parity")  # usable by name once installed
+    assert cod_lite.decode(data).size == (128, 192)
+
+
+def test_decode_names_the_missing_model(parity_codec):
+    data = parity_codec.encode(photo(16, 16))
+    with pytest.raises(ModelNotFoundError, match="needs model 'parity'"):
+        cod_lite.decode(data)
+
+
+def test_stream_from_other_weights_is_refused(parity_codec, parity_weights, tmp_path):
+    config, state, _ = load_weights(parity_weights)
+    state["final_layer.linear.bias"] = state["final_layer.linear.bias"] + 0.01  # same name, other weights
+    other = cod_lite.load_model(save_weights(tmp_path / "other.safetensors", config, state))
+    data = parity_codec.encode(photo(32, 32))
+    with pytest.raises(BitstreamError, match="stream was made with model 'parity'"):
+        other.decode(data)
+
+
+def test_unknown_model_name():
+    with pytest.raises(ModelNotFoundError, match="no model named 'nope'"):
+        cod_lite.load_model("nope")
+
+
+def test_modulation_cache_follows_dtype(parity_weights):
+    config, state, _ = load_weights(parity_weights)
+    from cod_lite.models.network import CodLiteNet
+
+    net = CodLiteNet(config)
+    net.load_state_dict(state)
+    net.eval()
+    idx = torch.randint(0, 256, (1, 2, 3))
+    with torch.inference_mode():
+        ref = net.reconstruct(idx)
+        assert net.t0_modulation is not None and net.t0_modulation.dtype == torch.float32
+        net.double()
+        assert net.t0_modulation.dtype == torch.float64
+        out = net.reconstruct(idx)
+    assert out.dtype == torch.float64
+    assert (out.float() - ref).abs().max() < 1e-4
+
+
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.zeros((0, 5, 3), np.uint8), "empty"),
+        (np.zeros((4, 4, 3), np.float32), "dtype float32"),
+        (np.zeros((4, 4, 5), np.uint8), r"shape \(4, 4, 5\)"),
+    ],
+)
+def test_bad_arrays(parity_codec, bad, message):
+    with pytest.raises(InputError, match=message):
+        parity_codec.encode(bad)
+
+
+def test_not_an_image(parity_codec, tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    with pytest.raises(InputError):
+        parity_codec.encode(tmp_path / "notes.txt")
+
+
+def test_over_pixel_limit(parity_codec, monkeypatch):
+    monkeypatch.setenv("CODLITE_MAX_PIXELS", "100")
+    with pytest.raises(InputError, match="limit"):
+        parity_codec.encode(photo(16, 16))
+
+
+def test_stream_claiming_huge_size_is_refused(parity_codec, monkeypatch):
+    header = bitstream.parse(parity_codec.encode(photo(16, 16)))
+    huge = bitstream.StreamHeader(
+        model_name=header.model_name, model_hash=header.model_hash, width=2**31 - 1, height=2**31 - 1,
+        pad_mode=0, method=0, payload=header.payload,
+    )
+    with pytest.raises(BitstreamError, match="pixel limit"):
+        parity_codec.decode(bitstream.serialize(huge))
+
+
+def test_reconstruct_checks_its_arguments(parity_codec):
+    with pytest.raises(InputError, match="do not fit"):
+        parity_codec.reconstruct(np.zeros((3, 3), np.int64), 16, 16)
+    with pytest.raises(InputError, match="0..255"):
+        parity_codec.reconstruct(np.full((1, 1), 256), 16, 16)

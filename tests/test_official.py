@@ -1,0 +1,129 @@
+"""Importing official checkpoints: containers, strictness, and safety."""
+
+from __future__ import annotations
+
+import pickle
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import load_file
+
+import cod_lite
+from cod_lite.errors import CheckpointError
+from cod_lite.weights import load_weights
+
+from .conftest import PARITY
+
+ARGS = yaml.safe_load((PARITY / "config.yaml").read_text())["model"]["net"]["init_args"]
+
+
+def official_state() -> dict[str, torch.Tensor]:
+    return {f"net.{k}": v for k, v in load_file(str(PARITY / "state_dict.safetensors")).items()}
+
+
+@pytest.mark.parametrize("container", ["lightning", "deepspeed", "flat"])
+def test_three_containers_import_to_identical_weights(tmp_path, parity_weights, container):
+    state = official_state()
+    state["disc.head.weight"] = torch.zeros(3)  # non-codec entries of the last stage are ignored
+    state["real_denoiser.x"] = torch.zeros(2)
+    wrapped = {"lightning": {"state_dict": state}, "deepspeed": {"module": state}, "flat": state}[container]
+    torch.save(wrapped, tmp_path / "ckpt.pt")
+    out = cod_lite.import_official(tmp_path / "ckpt.pt", ARGS, tmp_path / "m.safetensors", encoder_channels=32)
+    _, _, meta = load_weights(out)
+    _, _, ref = load_weights(parity_weights)
+    assert meta["weights_sha256"] == ref["weights_sha256"]
+
+
+def test_imported_file_records_config_and_loads_by_path(parity_weights):
+    config, state, _ = load_weights(parity_weights)
+    assert (config.ds, config.codebook_bits, config.hidden_size, config.encoder_channels) == (16, 8, 64, 32)
+    codec = cod_lite.load_model(parity_weights)
+    assert codec.config["ds"] == 16 and codec.config["codebook_bits"] == 8
+    assert codec.config["hidden_size"] == 64 and codec.config["name"] == "parity"
+
+
+def test_missing_and_mis_shaped_keys_are_named(tmp_path):
+    state = official_state()
+    del state["net.final_layer.linear.bias"]
+    state["net.blocks.0.conv1.weight"] = torch.zeros(5, 5, 1, 1)
+    state["net.blocks.9.conv1.weight"] = torch.zeros(1)
+    torch.save({"state_dict": state}, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError) as err:
+        cod_lite.import_official(tmp_path / "bad.pt", ARGS, tmp_path / "m.safetensors", encoder_channels=32)
+    msg = str(err.value)
+    assert "missing key(s): final_layer.linear.bias" in msg
+    assert "unexpected key(s): blocks.9.conv1.weight" in msg
+    assert "mis-shaped key(s): blocks.0.conv1.weight (5, 5, 1, 1) != (64, 64, 1, 1)" in msg
+    assert not (tmp_path / "m.safetensors").exists()
+
+
+def test_wrong_encoder_width_is_refused(tmp_path, official_pt):
+    with pytest.raises(CheckpointError, match="mis-shaped"):
+        cod_lite.import_official(official_pt, ARGS, tmp_path / "m.safetensors")  # default width 128
+
+
+def test_checkpoint_without_codec_keys(tmp_path):
+    torch.save({"state_dict": {"model.weight": torch.zeros(2)}}, tmp_path / "x.pt")
+    with pytest.raises(CheckpointError, match="no 'net.' tensors"):
+        cod_lite.import_official(tmp_path / "x.pt", ARGS, tmp_path / "m.safetensors", encoder_channels=32)
+
+
+class Exploit:
+    """Unpickling this would call `exploded` -- a stand-in for os.system."""
+
+    def __reduce__(self):
+        return (_explode, ("ran",))
+
+
+CALLS: list[str] = []
+
+
+def _explode(arg: str) -> dict:
+    CALLS.append(arg)
+    return {}
+
+
+def test_pickle_that_runs_code_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as f:
+        pickle.dump({"state_dict": Exploit()}, f, protocol=2)
+    with pytest.raises(CheckpointError, match="refusing to load"):
+        cod_lite.import_official(path, ARGS, tmp_path / "m.safetensors", encoder_channels=32)
+    assert CALLS == []
+    # the same file *would* run code when loaded unsafely: the test's premise holds
+    with open(path, "rb") as f:
+        pickle.load(f)
+    assert CALLS == ["ran"]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ({**ARGS, "pred": "v"}, "unsupported setting pred='v'"),
+        ({**ARGS, "light": False}, "unsupported setting light=False"),
+        ({**ARGS, "ds": 12}, "ds must be one of"),
+        ({**ARGS, "bogus": 1}, "unknown model settings: bogus"),
+    ],
+)
+def test_unsupported_configs(tmp_path, official_pt, args, message):
+    with pytest.raises(CheckpointError, match=message):
+        cod_lite.import_official(official_pt, args, tmp_path / "m.safetensors", encoder_channels=32)
+
+
+def test_yaml_that_is_not_a_config(tmp_path, official_pt):
+    (tmp_path / "c.yaml").write_text("hello: [1, 2")
+    with pytest.raises(CheckpointError, match="not a CoD-Lite config"):
+        cod_lite.import_official(official_pt, tmp_path / "c.yaml", tmp_path / "m.safetensors", encoder_channels=32)
+
+
+def test_training_only_args_are_ignored(tmp_path, official_pt):
+    args = {**ARGS, "net_ckpt_path": "/x.pt", "fix_encoder": True, "noise_level": 0.0}
+    out = cod_lite.import_official(official_pt, args, tmp_path / "m.safetensors", encoder_channels=32)
+    assert out.exists()
+
+
+def test_not_a_checkpoint(tmp_path):
+    (tmp_path / "junk.pt").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(CheckpointError):
+        cod_lite.import_official(tmp_path / "junk.pt", ARGS, tmp_path / "m.safetensors", encoder_channels=32)
