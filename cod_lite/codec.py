@@ -21,7 +21,6 @@ from .models.network import CodLiteNet, to_uint8
 from .weights import load_weights
 
 ImageLike = Union[str, os.PathLike, PIL.Image.Image, np.ndarray]
-PAD_MODES = {0: "replicate", 1: "reflect"}
 METHOD_FIXED = 0
 
 
@@ -58,16 +57,14 @@ class Codec:
         unit = self.model_config.size_unit
         return -(-height // unit) * unit, -(-width // unit) * unit
 
-    def quantize(self, image: ImageLike, *, pad_mode: str = "replicate") -> np.ndarray:
-        """Image -> int64 index grid (H/ds, W/ds) of the image padded to the model's size unit."""
+    def quantize(self, image: ImageLike) -> np.ndarray:
+        """Image -> int64 index grid (H/ds, W/ds) of the image edge-padded to the model's size unit."""
         pixels = load_image(image)
         height, width = pixels.shape[:2]
         ph, pw = self._padded_size(height, width)
         x = torch.from_numpy(pixels.copy()).to(self.device).permute(2, 0, 1)[None].float() / 255
         if (ph, pw) != (height, width):
-            if pad_mode == "reflect" and (ph - height >= height or pw - width >= width):
-                pad_mode = "replicate"  # reflect needs the pad to be smaller than the image
-            x = F.pad(x, (0, pw - width, 0, ph - height), mode=pad_mode)
+            x = F.pad(x, (0, pw - width, 0, ph - height), mode="replicate")
         with torch.inference_mode():
             return self.net.quantize(x)[0].cpu().numpy().astype(np.int64)
 
@@ -97,7 +94,7 @@ class Codec:
             model_hash=self.identity,
             width=width,
             height=height,
-            pad_mode=0,
+            pad_mode=0,  # replicate: works for every size, 1x1 included
             method=METHOD_FIXED,
             payload=payload,
         )
