@@ -17,7 +17,7 @@ class LPIPS(nn.Module):
     """Perceptual distance, 0 for identical images, higher = more different.
 
     Inputs: two (B, 3, H, W) RGB batches scaled to **[-1, 1]** (i.e. 2 * x01 - 1), H and W at
-    least 32 for 'alex' and 16 for 'vgg'. Returns the per-image distance, shape (B,).
+    least 31 for 'alex' and 16 for 'vgg'. Returns the per-image distance, shape (B,).
 
     The module is frozen (no parameter requires grad, eval mode) but differentiable with
     respect to its inputs, so it can serve as a training loss. Weights come from the local
