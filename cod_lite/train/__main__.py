@@ -1,0 +1,57 @@
+"""`python -m cod_lite.train STAGE --data DIR --out DIR ...` and `python -m cod_lite.train export ...`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+from ..models.config import ModelConfig
+from .export import export
+from .loop import STAGE_NAMES, TrainSettings, train
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m cod_lite.train", description="Train CoD-Lite models.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    for stage in STAGE_NAMES:
+        p = sub.add_parser(stage, help=f"run the {stage} stage")
+        p.add_argument("--data", required=True, help="folder of training images (searched recursively)")
+        p.add_argument("--out", required=True, help="run folder: checkpoints, train.log; resumed if present")
+        for field in dataclasses.fields(TrainSettings):
+            if field.name in ("stage", "data", "out"):
+                continue
+            flag = "--" + field.name.replace("_", "-")
+            if field.type in ("bool", bool):
+                p.add_argument(flag, action="store_true")
+            else:
+                kind = {"int": int, "float": float}.get(str(field.type).split(" ")[0], str)
+                p.add_argument(flag, type=kind, default=field.default)
+        p.add_argument("--name", default="cod-lite-model")
+        p.add_argument("--ds", type=int, default=16)
+        p.add_argument("--bits", type=int, default=8)
+        p.add_argument("--hidden", type=int, default=128)
+        p.add_argument("--hidden-x", type=int, default=16)
+        p.add_argument("--blocks", type=int, default=8)
+        p.add_argument("--cond-blocks", type=int, default=6)
+        p.add_argument("--encoder-channels", type=int, default=32)
+    e = sub.add_parser("export", help="write a run's EMA weights as a (fp16) model file for bundling")
+    e.add_argument("checkpoint")
+    e.add_argument("output")
+    e.add_argument("--name", default=None)
+    e.add_argument("--fp32", action="store_true", help="keep float32 instead of float16")
+    args = parser.parse_args(argv)
+
+    if args.command == "export":
+        print(export(args.checkpoint, args.output, name=args.name, fp16=not args.fp32))
+        return
+    config = ModelConfig(
+        name=args.name, ds=args.ds, codebook_bits=args.bits, hidden_size=args.hidden, hidden_size_x=args.hidden_x,
+        num_blocks=args.blocks, num_cond_blocks=args.cond_blocks, encoder_channels=args.encoder_channels,
+    )
+    names = {f.name for f in dataclasses.fields(TrainSettings)}
+    settings = TrainSettings(stage=args.command, **{k: v for k, v in vars(args).items() if k in names})
+    print(train(settings, config))
+
+
+if __name__ == "__main__":
+    main()

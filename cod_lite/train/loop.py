@@ -1,0 +1,162 @@
+"""The training loop shared by every stage: optimiser, schedule, EMA, checkpoints, resume, DDP.
+
+Checkpoints in --out: `last.safetensors` (the EMA weights: a complete cod-lite model file)
+and `last_state.pt` (raw weights, optimiser, step; read back with weights_only=True).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import platform
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from tqdm import tqdm
+
+from ..models.config import ModelConfig
+from ..models.network import CodLiteNet
+from ..weights import load_weights, save_weights
+from .data import CropSampler
+from .stages import STAGES, Objective
+from .vq import CodeUsage
+
+
+@dataclass
+class TrainSettings:
+    stage: str
+    data: str
+    out: str
+    steps: int = 10000
+    batch_size: int = 8
+    crop: int = 128
+    lr: float = 2e-4
+    warmup: int = 500
+    ema_decay: float = 0.999
+    max_minutes: float | None = None
+    init: str | None = None
+    seed: int = 0
+    log_every: int = 50
+    save_every: int = 500
+    restart_every: int = 200
+    l1: float = 1.0
+    lpips_vgg: float = 0.0
+    lpips_alex: float = 0.0
+    t0_fraction: float = 0.25
+    compile: bool = False
+
+
+def lr_factor(step: int, settings: TrainSettings) -> float:
+    """Linear warm-up, then cosine decay to 10%."""
+    if step < settings.warmup:
+        return (step + 1) / settings.warmup
+    progress = min(1.0, (step - settings.warmup) / max(1, settings.steps - settings.warmup))
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def hardware() -> str:
+    if torch.cuda.is_available():
+        return f"{torch.cuda.device_count()}x {torch.cuda.get_device_name(0)}"
+    return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def train(settings: TrainSettings, config: ModelConfig) -> Path:
+    """Run (or resume) a stage until --steps or --max-minutes; returns the EMA weight file."""
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed:
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    rank = dist.get_rank() if distributed else 0
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    out = Path(settings.out)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(settings.seed + rank)
+
+    net = CodLiteNet(config)
+    step = 0
+    state_file, ema_file = out / "last_state.pt", out / "last.safetensors"
+    if state_file.exists():
+        saved = torch.load(state_file, map_location="cpu", weights_only=True)
+        net.load_state_dict(saved["model"])
+        step = int(saved["step"])
+    elif settings.init:
+        _, init_state, _ = load_weights(settings.init)
+        net.load_state_dict(init_state)
+    net.to(device).train()
+    ema = copy.deepcopy(net).eval().requires_grad_(False)
+    if ema_file.exists() and state_file.exists():
+        ema.load_state_dict(load_weights(ema_file)[1])
+
+    objective = Objective(net, settings).to(device)
+    model = torch.nn.parallel.DistributedDataParallel(objective) if distributed else objective
+    if settings.compile:
+        model = torch.compile(model)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=settings.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    if state_file.exists():
+        optimizer.load_state_dict(saved["optimizer"])
+    sampler = CropSampler(settings.data, settings.crop, seed=settings.seed + 1000 * rank + step)
+    usage = CodeUsage(config.codebook_size)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+
+    def save() -> None:
+        if rank:
+            return
+        info = {
+            "stage": settings.stage, "steps": step, "data": os.path.abspath(settings.data), "hardware": hardware(),
+            "settings": {k: v for k, v in asdict(settings).items() if k not in ("data", "out")},
+        }
+        save_weights(ema_file, config, ema.state_dict(), info=info, overwrite=True)
+        torch.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, str(state_file) + ".tmp")
+        os.replace(str(state_file) + ".tmp", state_file)
+
+    log = open(out / "train.log", "a") if rank == 0 else None
+    start, last_log = time.time(), time.time()
+    bar = tqdm(total=settings.steps, initial=step, disable=rank != 0, dynamic_ncols=True)
+    while step < settings.steps:
+        if settings.max_minutes is not None and time.time() - start > 60 * settings.max_minutes:
+            break
+        for group in optimizer.param_groups:
+            group["lr"] = settings.lr * lr_factor(step, settings)
+        x = sampler.batch(settings.batch_size).to(device)
+        with autocast:
+            losses, z, indices = model(x)
+        optimizer.zero_grad(set_to_none=True)
+        losses["total"].backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        optimizer.step()
+        step += 1
+        decay = min(settings.ema_decay, (1 + step) / (10 + step))
+        with torch.no_grad():
+            for e, p in zip(ema.parameters(), net.parameters()):
+                e.lerp_(p.detach(), 1 - decay)
+        usage.update(indices)
+        if step % settings.restart_every == 0:
+            restarted = usage.restart_dead(net.y_embedder.bottleneck, z) if rank == 0 else 0
+            if distributed:
+                dist.broadcast(net.y_embedder.bottleneck.embedding.weight.data, 0)
+            if log and restarted:
+                log.write(f"step {step} restarted {restarted} dead codes\n")
+        bar.update(1)
+        if step % settings.log_every == 0 and log:
+            rate = settings.log_every * settings.batch_size / (time.time() - last_log)
+            last_log = time.time()
+            values = {k: round(float(v.detach()), 5) for k, v in losses.items()}
+            bar.set_postfix(loss=values["total"], img_s=f"{rate:.1f}")
+            log.write(json.dumps({"step": step, **values, "codes_used": usage.used(), "perplexity": round(usage.perplexity(), 1), "img_s": round(rate, 2)}) + "\n")
+            log.flush()
+        if step % settings.save_every == 0:
+            save()
+    save()
+    bar.close()
+    if log:
+        log.close()
+    if distributed:
+        dist.destroy_process_group()
+    return ema_file
+
+
+STAGE_NAMES = tuple(STAGES)

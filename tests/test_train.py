@@ -1,0 +1,112 @@
+"""Training stages end to end on tiny models: losses fall, runs resume, DDP runs, exports load."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import cod_lite
+from cod_lite.models.config import ModelConfig
+from cod_lite.models.network import CodLiteNet
+from cod_lite.train.data import CropSampler
+from cod_lite.train.export import export
+from cod_lite.train.loop import TrainSettings, train
+from cod_lite.train.stages import Objective
+from cod_lite.weights import load_weights
+
+TINY = ModelConfig(name="tiny", ds=16, codebook_bits=4, hidden_size=32, hidden_size_x=8, num_blocks=2, num_cond_blocks=1, encoder_channels=32)
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("photos")
+    (root / "nested").mkdir()
+    rng = np.random.default_rng(0)
+    for i, (h, w) in enumerate([(48, 40), (80, 96), (64, 64), (90, 70)]):
+        y, x = np.mgrid[0:h, 0:w]
+        img = np.stack([x * 3 + 40 * i, y * 2, (x + y) % 64 * 4], -1) + rng.normal(0, 8, (h, w, 3))
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / ("nested" if i % 2 else ".") / f"im{i}.png")
+    (root / "notes.txt").write_text("not an image: ignored")
+    return root
+
+
+def settings(folder, out, stage, **kw) -> TrainSettings:
+    values = dict(steps=40, batch_size=4, crop=32, lr=2e-3, warmup=1, log_every=10, save_every=1000, restart_every=10)
+    values.update(kw)
+    return TrainSettings(stage=stage, data=str(folder), out=str(out), **values)
+
+
+def fixed_batch_l1(net: CodLiteNet, folder) -> float:
+    x = CropSampler(folder, 32, seed=123).batch(8)
+    net.eval()
+    with torch.no_grad():
+        idx = net.quantize(x)
+        return float((net.reconstruct(idx) - (x * 2 - 1)).abs().mean())
+
+
+@pytest.mark.parametrize("stage", ["onestep", "pretrain"])
+def test_stage_lowers_the_codec_error(folder, tmp_path, stage):
+    torch.manual_seed(0)
+    before = fixed_batch_l1(CodLiteNet(TINY), folder)
+    path = train(settings(folder, tmp_path / stage, stage, t0_fraction=0.5), TINY)
+    config, state, meta = load_weights(path)
+    trained = CodLiteNet(config)
+    trained.load_state_dict(state)
+    after = fixed_batch_l1(trained, folder)
+    assert after < 0.8 * before, (before, after)
+    assert meta["info"]["stage"] == stage and meta["info"]["steps"] == 40
+    log = [json.loads(line) for line in (tmp_path / stage / "train.log").read_text().splitlines() if line.startswith("{")]
+    assert [r["step"] for r in log] == [10, 20, 30, 40]
+
+
+def test_onestep_with_perceptual_loss_runs(folder, tmp_path):
+    path = train(settings(folder, tmp_path / "p", "onestep", steps=3, lpips_alex=0.5, log_every=1), TINY)
+    log = [json.loads(line) for line in (tmp_path / "p" / "train.log").read_text().splitlines()]
+    assert all(r["lpips_alex"] > 0 for r in log) and path.exists()
+
+
+def test_resume_continues_the_step_count(folder, tmp_path):
+    train(settings(folder, tmp_path / "r", "onestep", steps=3, log_every=1), TINY)
+    train(settings(folder, tmp_path / "r", "onestep", steps=5, log_every=1), TINY)
+    state = torch.load(tmp_path / "r" / "last_state.pt", weights_only=True)
+    assert state["step"] == 5
+    steps = [json.loads(line)["step"] for line in (tmp_path / "r" / "train.log").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4, 5]
+
+
+def test_export_fp16_is_a_loadable_model(folder, tmp_path):
+    path = train(settings(folder, tmp_path / "e", "onestep", steps=2), TINY)
+    out = export(path, tmp_path / "m.safetensors", name="tiny-exported")
+    codec = cod_lite.load_model(out)
+    assert codec.name == "tiny-exported"
+    assert out.stat().st_size < 0.6 * path.stat().st_size
+    record = json.loads(out.with_suffix(".json").read_text())
+    assert record["training"]["dtype"] == "float16" and record["training"]["steps"] == 2
+    image = np.asarray(Image.open(next(folder.glob("*.png"))).convert("RGB"))
+    assert codec.decode(codec.encode(image)).size == (image.shape[1], image.shape[0])
+
+
+def test_unknown_stage(folder, tmp_path):
+    with pytest.raises(ValueError, match="unknown stage"):
+        Objective(CodLiteNet(TINY), settings(folder, tmp_path, "distill"))
+
+
+def test_ddp_two_cpu_processes(folder, tmp_path):
+    cmd = [
+        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+        "-m", "cod_lite.train", "onestep", "--data", str(folder), "--out", str(tmp_path / "ddp"), "--steps", "3",
+        "--batch-size", "2", "--crop", "32", "--log-every", "1", "--ds", "16", "--bits", "4", "--hidden", "32",
+        "--hidden-x", "8", "--blocks", "2", "--cond-blocks", "1",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    steps = [json.loads(line)["step"] for line in (tmp_path / "ddp" / "train.log").read_text().splitlines()]
+    assert steps == [1, 2, 3]  # one log: only rank 0 writes
+    load_weights(tmp_path / "ddp" / "last.safetensors")
