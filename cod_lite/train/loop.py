@@ -134,12 +134,6 @@ def train(settings: TrainSettings, config: ModelConfig) -> Path:
             for e, p in zip(ema.parameters(), net.parameters()):
                 e.lerp_(p.detach(), 1 - decay)
         usage.update(indices)
-        if step % settings.restart_every == 0:
-            restarted = usage.restart_dead(net.y_embedder.bottleneck, z) if rank == 0 else 0
-            if distributed:
-                dist.broadcast(net.y_embedder.bottleneck.embedding.weight.data, 0)
-            if log and restarted:
-                log.write(f"step {step} restarted {restarted} dead codes\n")
         bar.update(1)
         if step % settings.log_every == 0 and log:
             rate = settings.log_every * settings.batch_size / (time.time() - last_log)
@@ -148,6 +142,12 @@ def train(settings: TrainSettings, config: ModelConfig) -> Path:
             bar.set_postfix(loss=values["total"], img_s=f"{rate:.1f}")
             log.write(json.dumps({"step": step, **values, "codes_used": usage.used(), "perplexity": round(usage.perplexity(), 1), "img_s": round(rate, 2)}) + "\n")
             log.flush()
+        if step % settings.restart_every == 0 and step < 0.8 * settings.steps:  # let the EMA settle at the end
+            restarted = usage.restart_dead(net.y_embedder.bottleneck, z) if rank == 0 else 0
+            if distributed:
+                dist.broadcast(net.y_embedder.bottleneck.embedding.weight.data, 0)
+            if log and restarted:
+                log.write(f"step {step} restarted {restarted} dead codes\n")
         if step % settings.save_every == 0:
             save()
     save()
