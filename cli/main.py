@@ -13,11 +13,9 @@ import numpy as np
 
 import cod_lite
 from cod_lite import bitstream
+from cod_lite.entropy.coding import METHOD_NAMES
 from cod_lite.fileio import atomic_write
 from cod_lite.image_io import save_image
-
-METHOD_NAMES = {0: "fixed-length packing"}
-
 
 def _fail(message: str, code: int = 1) -> None:
     click.echo(f"codlite: error: {message}", err=True)
@@ -140,10 +138,17 @@ def models() -> None:
 @click.option("--output", "-o", default=None, help="Weight file to write (default: install into the user model folder).")
 @click.option("--name", default=None, help="Model name recorded in the file and in streams (default: file stem).")
 @click.option("--encoder-channels", default=128, show_default=True, help="Condition-encoder width (official: 128).")
+@click.option("--prior-data", default=None, help="Image folder to fit an index prior on (smaller files; see fit-prior).")
 @force_option
 @friendly_errors
 def import_official(
-    checkpoint: str, config: str, output: str | None, name: str | None, encoder_channels: int, force: bool
+    checkpoint: str,
+    config: str,
+    output: str | None,
+    name: str | None,
+    encoder_channels: int,
+    prior_data: str | None,
+    force: bool,
 ) -> None:
     """Convert an official CoD-Lite checkpoint (.pt) into a cod-lite weight file."""
     name = name or (Path(output).stem if output else Path(checkpoint).stem)
@@ -153,3 +158,23 @@ def import_official(
         output = str(folder / f"{name}.safetensors")
     path = cod_lite.import_official(checkpoint, config, output, encoder_channels, name=name, overwrite=force)
     click.echo(f"imported '{name}' -> {path}")
+    if prior_data:
+        cod_lite.fit_prior(path, prior_data, path, overwrite=True)
+        click.echo(f"fitted an index prior on '{prior_data}'")
+
+
+@cli.command("fit-prior")
+@click.argument("model_name", metavar="MODEL")
+@click.argument("images", metavar="IMAGE_FOLDER")
+@click.option("--output", "-o", required=True, help="Weight file to write: MODEL's weights plus the fitted prior.")
+@click.option("--max-images", type=click.IntRange(min=1), default=None, help="Use at most this many images.")
+@force_option
+@friendly_errors
+def fit_prior(model_name: str, images: str, output: str, max_images: int | None, force: bool) -> None:
+    """Fit MODEL's index prior (entropy coding) on a folder of images.
+
+    The network weights are copied unchanged, so streams made with MODEL stay decodable;
+    streams coded with an earlier prior need the file that holds that prior.
+    """
+    path = cod_lite.fit_prior(model_name, images, output, max_images=max_images, overwrite=force)
+    click.echo(f"wrote {path} (index prior {cod_lite.load_model(path).prior.digest.hex()})")

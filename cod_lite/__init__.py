@@ -8,6 +8,7 @@
 from .codec import Codec, decode, encode, load_model
 from .errors import BitstreamError, CheckpointError, CodLiteError, InputError, ModelNotFoundError, OutputError
 from .official import import_official
+from .prior_fit import fit_prior
 from .zoo import available_models, user_model_dir
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "available_models",
     "decode",
     "encode",
+    "fit_prior",
     "import_official",
     "load_model",
     "user_model_dir",

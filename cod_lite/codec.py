@@ -13,7 +13,9 @@ import torch
 import torch.nn.functional as F
 
 from . import bitstream, zoo
-from .entropy.packing import pack_indices, unpack_indices
+from .entropy.coding import decode_grid, encode_grid
+from .entropy.packing import unpack_indices
+from .entropy.prior import IndexPrior
 from .errors import BitstreamError, InputError
 from .image_io import load_image, pixel_limit
 from .models.config import ModelConfig
@@ -21,18 +23,25 @@ from .models.network import CodLiteNet, to_uint8
 from .weights import load_weights
 
 ImageLike = Union[str, os.PathLike, PIL.Image.Image, np.ndarray]
-METHOD_FIXED = 0
 
 
 class Codec:
     """One model, ready to encode and decode. Create it with `cod_lite.load_model`."""
 
-    def __init__(self, net: CodLiteNet, weights_sha256: str, path: Path | None = None, device: str | None = None) -> None:
+    def __init__(
+        self,
+        net: CodLiteNet,
+        weights_sha256: str,
+        path: Path | None = None,
+        device: str | None = None,
+        prior: IndexPrior | None = None,
+    ) -> None:
         self.device = torch.device(device or "cpu")
         self.net = net.to(self.device).eval()
         self.model_config: ModelConfig = net.config
         self.weights_sha256 = weights_sha256
         self.path = path
+        self.prior = prior
 
     @property
     def name(self) -> str:
@@ -46,7 +55,11 @@ class Codec:
     @property
     def config(self) -> dict[str, Any]:
         values = self.model_config.to_dict()
-        values.update(nominal_bpp=self.model_config.nominal_bpp, weights_sha256=self.weights_sha256)
+        values.update(
+            nominal_bpp=self.model_config.nominal_bpp,
+            weights_sha256=self.weights_sha256,
+            index_prior=self.prior.digest.hex() if self.prior else None,
+        )
         return values
 
     def __repr__(self) -> str:
@@ -83,19 +96,20 @@ class Codec:
         return np.ascontiguousarray(out.cpu().numpy())
 
     # -- streams ------------------------------------------------------------------------------
-    def encode(self, image: ImageLike) -> bytes:
-        """Image (path, PIL image or HxWx3 uint8 array) -> a cod-lite v1 stream."""
+    def encode(self, image: ImageLike, methods: tuple[int, ...] | None = None) -> bytes:
+        """Image (path, PIL image or HxWx3 uint8 array) -> a cod-lite v1 stream, entropy-coded with
+        whichever of `methods` (default: all the model supports) gives the smallest payload."""
         pixels = load_image(image)
         height, width = pixels.shape[:2]
         indices = self.quantize(pixels)
-        payload = pack_indices(indices.ravel(), self.model_config.codebook_bits)
+        method, payload = encode_grid(indices, self.model_config.codebook_bits, self.prior, methods)
         header = bitstream.StreamHeader(
             model_name=self.name,
             model_hash=self.identity,
             width=width,
             height=height,
             pad_mode=0,  # replicate: works for every size, 1x1 included
-            method=METHOD_FIXED,
+            method=method,
             payload=payload,
         )
         return bitstream.serialize(header)
@@ -108,16 +122,14 @@ class Codec:
                 f"stream was made with model '{header.model_name}' (weights {header.model_hash.hex()}), "
                 f"not with '{self.name}' (weights {self.identity.hex()})"
             )
-        if header.method != METHOD_FIXED:
-            raise BitstreamError(f"unsupported entropy-coding method {header.method}")
         limit = pixel_limit()
         if header.width * header.height > limit:
             raise BitstreamError(f"stream claims a {header.width}x{header.height} image, above the pixel limit {limit}")
         ds = self.model_config.ds
         ph, pw = self._padded_size(header.height, header.width)
-        count = (ph // ds) * (pw // ds)
-        indices = unpack_indices(header.payload, self.model_config.codebook_bits, count)
-        return indices.reshape(ph // ds, pw // ds), header.height, header.width
+        shape = (ph // ds, pw // ds)
+        indices = decode_grid(header.method, header.payload, shape, self.model_config.codebook_bits, self.prior)
+        return indices, header.height, header.width
 
     def decode(self, data: bytes) -> PIL.Image.Image:
         """A cod-lite v1 stream -> RGB image."""
@@ -140,7 +152,7 @@ def _load_cached(path: str, mtime_ns: int, device: str | None) -> Codec:
     config, state, meta = load_weights(path)
     net = CodLiteNet(config)
     net.load_state_dict(state, strict=True)
-    return Codec(net, meta["weights_sha256"], Path(path), device)
+    return Codec(net, meta["weights_sha256"], Path(path), device, meta["prior"])
 
 
 def load_model(name_or_path: str | os.PathLike = "default", device: str | None = None) -> Codec:

@@ -45,6 +45,14 @@ SAVE_FORMATS: dict[str, tuple[str, dict[str, Any]]] = {
 _PILLOW_LIMIT_LOCK = threading.Lock()
 
 
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+
+
+def find_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files under a folder (by suffix, recursively), in a stable sorted order."""
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
 def pixel_limit(max_pixels: int | None = None) -> int:
     """The pixel limit in force: the argument if given, else $CODLITE_MAX_PIXELS, else the default."""
     if max_pixels is None:

@@ -1,7 +1,9 @@
 """cod-lite weight files: one safetensors file = tensors + the model config + its identity.
 
-The identity (sha256 over names, dtypes, shapes and bytes of the stored tensors) goes into
-every stream, so a file is never decoded with weights other than those that encoded it.
+The identity (sha256 over names, dtypes, shapes and bytes of the network's tensors) goes into
+every stream, so a file is never decoded with weights other than those that encoded it. An
+optional index prior (`prior.*` tensors) rides along; it has its own digest, stored in the
+streams it codes, so fitting a new prior never invalidates fixed-length streams of the model.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save
 
+from .entropy.prior import IndexPrior
 from .errors import CheckpointError
 from .fileio import atomic_write
 from .models.config import ModelConfig
 
 FORMAT = "cod-lite-weights"
 FORMAT_VERSION = "1"
+PRIOR_PREFIX = "prior."
 
 
 def weights_digest(state: Mapping[str, torch.Tensor]) -> str:
@@ -41,6 +45,7 @@ def save_weights(
     *,
     dtype: torch.dtype | None = None,
     info: Mapping[str, Any] | None = None,
+    prior: IndexPrior | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Write a weight file; `dtype` (e.g. torch.float16) converts floating tensors first."""
@@ -57,7 +62,27 @@ def save_weights(
         "weights_sha256": weights_digest(tensors),
         "info": json.dumps(dict(info or {}), sort_keys=True),
     }
+    if prior is not None:
+        if prior.codebook_size != config.codebook_size:
+            raise ValueError(f"index prior has {prior.codebook_size} symbols, the model's codebook {config.codebook_size}")
+        tensors.update({PRIOR_PREFIX + k: torch.from_numpy(v) for k, v in prior.to_arrays().items()})
+        metadata["prior_digest"] = prior.digest.hex()
     return atomic_write(path, save(tensors, metadata=metadata), overwrite=overwrite)
+
+
+def attach_prior(
+    path: str | os.PathLike, prior: IndexPrior, output: str | os.PathLike, *, info: Mapping[str, Any] | None = None, overwrite: bool = False
+) -> Path:
+    """Copy a weight file with `prior` in place of any earlier one; the network tensors are copied
+    byte for byte, so the model identity (and every stream made with it) stays valid."""
+    config, _, meta = load_weights(path)  # validates the file
+    if prior.codebook_size != config.codebook_size:
+        raise ValueError(f"index prior has {prior.codebook_size} symbols, the model's codebook {config.codebook_size}")
+    tensors = {k: v for k, v in load_file(str(path)).items() if not k.startswith(PRIOR_PREFIX)}
+    tensors.update({PRIOR_PREFIX + k: torch.from_numpy(v) for k, v in prior.to_arrays().items()})
+    metadata = dict(read_metadata(path), prior_digest=prior.digest.hex())
+    metadata["info"] = json.dumps({**meta["info"], **dict(info or {})}, sort_keys=True)
+    return atomic_write(output, save(tensors, metadata=metadata), overwrite=overwrite)
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
@@ -74,7 +99,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
 
 
 def load_weights(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, torch.Tensor], dict[str, Any]]:
-    """-> (config, float32 state dict, metadata with 'weights_sha256' and decoded 'info')."""
+    """-> (config, float32 state dict, metadata with 'weights_sha256', decoded 'info' and 'prior')."""
     meta = read_metadata(path)
     if meta.get("format") != FORMAT:
         raise CheckpointError(
@@ -88,8 +113,14 @@ def load_weights(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, torch.
         info = json.loads(meta.get("info", "{}"))
     except (KeyError, ValueError, TypeError, SafetensorError) as e:
         raise CheckpointError(f"'{path}' is damaged: {e}") from None
+    prior_arrays = {k[len(PRIOR_PREFIX) :]: state.pop(k).numpy() for k in list(state) if k.startswith(PRIOR_PREFIX)}
     digest = weights_digest(state)
     if digest != meta.get("weights_sha256"):
         raise CheckpointError(f"'{path}' is damaged: its tensors do not match the recorded sha256")
+    prior = None
+    if prior_arrays or "prior_digest" in meta:
+        prior = IndexPrior.from_arrays(prior_arrays)
+        if prior.digest.hex() != meta.get("prior_digest"):
+            raise CheckpointError(f"'{path}' is damaged: its index prior does not match the recorded digest")
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    return config, state, {"weights_sha256": digest, "info": info}
+    return config, state, {"weights_sha256": digest, "info": info, "prior": prior}

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
 
-from ..image_io import load_image
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+from ..image_io import find_images, load_image
 
 
 class CropSampler:
     """Random crops (reflect-padded when an image is smaller) with random horizontal flips."""
 
     def __init__(self, folder: str | os.PathLike, crop: int, seed: int = 0) -> None:
-        paths = sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+        paths = find_images(folder)
         if not paths:
             raise FileNotFoundError(f"no training images under '{folder}'")
         self.crop = crop
