@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from .codec import Codec, load_model
@@ -31,7 +32,9 @@ def fit_prior(
     codec = model if isinstance(model, Codec) else load_model(model)
     if codec.path is None:
         raise InputError("fitting a prior needs a model loaded from a weight file")
-    paths = find_images(images)[:max_images]
+    paths = find_images(images)
+    if max_images and len(paths) > max_images:  # an even spread, not the first folder's images
+        paths = [paths[i] for i in np.linspace(0, len(paths) - 1, max_images).round().astype(int)]
     if not paths:
         raise InputError(f"no images (.png, .jpg, .webp, ...) under '{images}'")
     grids = [codec.quantize(p) for p in tqdm(paths, desc="quantizing", unit="img", disable=not progress)]

@@ -17,7 +17,7 @@ from cod_lite.models.config import ModelConfig
 from cod_lite.models.network import CodLiteNet
 from cod_lite.train.data import CropSampler
 from cod_lite.train.export import export
-from cod_lite.train.loop import TrainSettings, train
+from cod_lite.train.loop import TrainSettings, load_matching, train
 from cod_lite.train.stages import Objective
 from cod_lite.weights import load_weights
 
@@ -95,7 +95,47 @@ def test_export_fp16_is_a_loadable_model(folder, tmp_path):
 
 def test_unknown_stage(folder, tmp_path):
     with pytest.raises(ValueError, match="unknown stage"):
+        Objective(CodLiteNet(TINY), settings(folder, tmp_path, "bogus"))
+    with pytest.raises(ValueError, match="needs --teacher"):
         Objective(CodLiteNet(TINY), settings(folder, tmp_path, "distill"))
+
+
+def read_log(path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.startswith("{")]
+
+
+def test_feature_alignment_loss_falls(folder, tmp_path):
+    torch.manual_seed(0)
+    train(settings(folder, tmp_path / "a", "onestep", steps=40, align=1.0), TINY)
+    log = read_log(tmp_path / "a" / "train.log")
+    assert log[-1]["align"] < 0.8 * log[0]["align"], [r["align"] for r in log]
+
+
+def test_distill_with_adversarial_loss_changes_the_student(folder, tmp_path):
+    torch.manual_seed(0)
+    teacher = train(settings(folder, tmp_path / "t", "pretrain", steps=20, t0_fraction=0.5), TINY)
+    student = train(
+        settings(folder, tmp_path / "s", "distill", steps=20, lr=5e-4, teacher=str(teacher), init=str(teacher),
+                 teacher_steps=4, adversarial=0.1, align=0.5, log_every=5),
+        TINY,
+    )
+    log = read_log(tmp_path / "s" / "train.log")
+    assert {"distill", "gan_g", "gan_d", "align", "l1"} <= set(log[-1])
+    assert all(np.isfinite(r["total"]) and r["gan_d"] >= 0 for r in log)
+    assert log[-1]["gan_d"] < log[0]["gan_d"] or log[-1]["distill"] < log[0]["distill"]
+    before, after = load_weights(teacher)[1], load_weights(student)[1]
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert len(changed) > 0.5 * len(before)
+    # resume restores the discriminator and its optimiser
+    state = torch.load(tmp_path / "s" / "last_state.pt", weights_only=True)
+    assert any(k.startswith("discriminator.") for k in state["aux"]) and "d_optimizer" in state
+
+
+def test_init_from_another_rate_loads_the_shared_tensors(folder, tmp_path):
+    source = train(settings(folder, tmp_path / "src", "onestep", steps=1), TINY)
+    other = CodLiteNet(ModelConfig(**{**TINY.to_dict(), "ds": 32}))
+    loaded = load_matching(other, load_weights(source)[1])
+    assert 0.5 * len(other.state_dict()) < loaded < len(other.state_dict())
 
 
 def test_ddp_two_cpu_processes(folder, tmp_path):

@@ -48,6 +48,12 @@ class TrainSettings:
     lpips_vgg: float = 0.0
     lpips_alex: float = 0.0
     t0_fraction: float = 0.25
+    align: float = 0.0
+    teacher: str | None = None
+    teacher_steps: int = 8
+    distill: float = 1.0
+    adversarial: float = 0.0
+    d_lr: float = 2e-4
     compile: bool = False
 
 
@@ -57,6 +63,15 @@ def lr_factor(step: int, settings: TrainSettings) -> float:
         return (step + 1) / settings.warmup
     progress = min(1.0, (step - settings.warmup) / max(1, settings.steps - settings.warmup))
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def load_matching(net: torch.nn.Module, state: dict[str, torch.Tensor]) -> int:
+    """Load every tensor whose name and shape match (e.g. the denoiser of a model with another ds);
+    returns how many were loaded."""
+    own = net.state_dict()
+    matching = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    net.load_state_dict(matching, strict=False)
+    return len(matching)
 
 
 def hardware() -> str:
@@ -85,19 +100,28 @@ def train(settings: TrainSettings, config: ModelConfig) -> Path:
         step = int(saved["step"])
     elif settings.init:
         _, init_state, _ = load_weights(settings.init)
-        net.load_state_dict(init_state)
+        loaded = load_matching(net, init_state)
+        print(f"initialised {loaded} of {len(net.state_dict())} tensors from {settings.init}")
     net.to(device).train()
     ema = copy.deepcopy(net).eval().requires_grad_(False)
     if ema_file.exists() and state_file.exists():
         ema.load_state_dict(load_weights(ema_file)[1])
 
     objective = Objective(net, settings).to(device)
-    model = torch.nn.parallel.DistributedDataParallel(objective) if distributed else objective
+    if state_file.exists() and saved.get("aux"):
+        objective.load_state_dict(saved["aux"], strict=False)
+    model = torch.nn.parallel.DistributedDataParallel(objective, find_unused_parameters=objective.discriminator is not None) if distributed else objective
     if settings.compile:
         model = torch.compile(model)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=settings.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    generator = [p for n, p in objective.named_parameters() if p.requires_grad and not n.startswith("discriminator.")]
+    optimizer = torch.optim.AdamW(generator, lr=settings.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    d_optimizer = None
+    if objective.discriminator is not None:
+        d_optimizer = torch.optim.Adam(objective.discriminator.parameters(), lr=settings.d_lr, betas=(0.0, 0.99))
     if state_file.exists():
         optimizer.load_state_dict(saved["optimizer"])
+        if d_optimizer is not None and "d_optimizer" in saved:
+            d_optimizer.load_state_dict(saved["d_optimizer"])
     sampler = CropSampler(settings.data, settings.crop, seed=settings.seed + 1000 * rank + step)
     usage = CodeUsage(config.codebook_size)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
@@ -110,11 +134,15 @@ def train(settings: TrainSettings, config: ModelConfig) -> Path:
             "settings": {k: v for k, v in asdict(settings).items() if k not in ("data", "out")},
         }
         save_weights(ema_file, config, ema.state_dict(), info=info, overwrite=True)
-        torch.save({"model": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, str(state_file) + ".tmp")
+        state = {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "aux": objective.trainable_state()}
+        if d_optimizer is not None:
+            state["d_optimizer"] = d_optimizer.state_dict()
+        torch.save(state, str(state_file) + ".tmp")
         os.replace(str(state_file) + ".tmp", state_file)
 
     log = open(out / "train.log", "a") if rank == 0 else None
     start, last_log = time.time(), time.time()
+    window: dict[str, float] = {}
     bar = tqdm(total=settings.steps, initial=step, disable=rank != 0, dynamic_ncols=True)
     while step < settings.steps:
         if settings.max_minutes is not None and time.time() - start > 60 * settings.max_minutes:
@@ -123,11 +151,21 @@ def train(settings: TrainSettings, config: ModelConfig) -> Path:
             group["lr"] = settings.lr * lr_factor(step, settings)
         x = sampler.batch(settings.batch_size).to(device)
         with autocast:
-            losses, z, indices = model(x)
+            losses, z, indices, pred = model(x)
         optimizer.zero_grad(set_to_none=True)
         losses["total"].backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(generator, 1.0)
         optimizer.step()
+        if d_optimizer is not None:
+            with autocast:
+                losses["gan_d"] = objective.discriminator_loss(x, pred)
+            d_optimizer.zero_grad(set_to_none=True)
+            losses["gan_d"].backward()
+            if distributed:  # the discriminator step runs outside DDP: average its gradients by hand
+                for p in objective.discriminator.parameters():
+                    dist.all_reduce(p.grad)
+                    p.grad /= dist.get_world_size()
+            d_optimizer.step()
         step += 1
         decay = min(settings.ema_decay, (1 + step) / (10 + step))
         with torch.no_grad():
@@ -135,13 +173,17 @@ def train(settings: TrainSettings, config: ModelConfig) -> Path:
                 e.lerp_(p.detach(), 1 - decay)
         usage.update(indices)
         bar.update(1)
+        for k, v in losses.items():
+            window[k] = window.get(k, 0.0) + float(v.detach())
         if step % settings.log_every == 0 and log:
             rate = settings.log_every * settings.batch_size / (time.time() - last_log)
             last_log = time.time()
-            values = {k: round(float(v.detach()), 5) for k, v in losses.items()}
+            values = {k: round(v / settings.log_every, 5) for k, v in window.items()}  # means over the window
             bar.set_postfix(loss=values["total"], img_s=f"{rate:.1f}")
             log.write(json.dumps({"step": step, **values, "codes_used": usage.used(), "perplexity": round(usage.perplexity(), 1), "img_s": round(rate, 2)}) + "\n")
             log.flush()
+        if step % settings.log_every == 0:
+            window.clear()
         if step % settings.restart_every == 0 and step < 0.8 * settings.steps:  # let the EMA settle at the end
             restarted = usage.restart_dead(net.y_embedder.bottleneck, z) if rank == 0 else 0
             if distributed:

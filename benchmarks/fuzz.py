@@ -1,0 +1,122 @@
+"""Fuzz the stream parser and entropy decoders with mutated streams (hypothesis).
+
+    python benchmarks/fuzz.py [--examples 10000]
+
+Seeds are valid streams of every method (fixed-length, static prior, context prior) from a small
+random-weight model with a fitted prior. Hypothesis mutates them (bit flips, byte overwrites,
+truncation, insertion, appended bytes), and half the time re-computes the CRC32 so the mutation
+reaches the entropy decoder. Every input must decode to a valid index grid or raise
+BitstreamError, within a time bound; anything else is a failure. Prints counts per outcome,
+the slowest input and the peak traced memory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import re
+import struct
+import time
+import tracemalloc
+import zlib
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cod_lite import bitstream
+from cod_lite.codec import Codec
+from cod_lite.entropy.coding import METHOD_CONTEXT, METHOD_FIXED, METHOD_STATIC, encode_grid
+from cod_lite.entropy.prior import IndexPrior
+from cod_lite.errors import BitstreamError
+from cod_lite.models.config import ModelConfig
+from cod_lite.models.network import CodLiteNet
+from cod_lite.weights import weights_digest
+
+SLOW_SECONDS = 1.0
+
+
+def make_codec() -> Codec:
+    config = ModelConfig(name="fuzz", ds=16, codebook_bits=8, hidden_size=32, hidden_size_x=8, num_blocks=1, num_cond_blocks=1, encoder_channels=32)
+    net = CodLiteNet(config)
+    rng = np.random.default_rng(0)
+    grids = [np.clip(np.cumsum(rng.integers(-3, 4, size=(12, 16)), axis=1) + 128, 0, 255) for _ in range(8)]
+    return Codec(net, weights_digest(net.state_dict()), prior=IndexPrior.fit(grids, 256))
+
+
+def seed_streams(codec: Codec) -> list[bytes]:
+    rng = np.random.default_rng(1)
+    seeds = []
+    for method in (METHOD_FIXED, METHOD_STATIC, METHOD_CONTEXT):
+        for height, width in ((192, 256), (17, 33), (1, 1)):
+            grid = np.clip(np.cumsum(rng.integers(-3, 4, size=(-(-height // 16), -(-width // 16))), axis=1) + 128, 0, 255)
+            _, payload = encode_grid(grid, 8, codec.prior, (method,))
+            seeds.append(bitstream.serialize(bitstream.StreamHeader("fuzz", codec.identity, width, height, 0, method, payload)))
+    return seeds
+
+
+mutation = st.one_of(
+    st.tuples(st.just("flip"), st.integers(0, 10**6), st.integers(0, 7)),
+    st.tuples(st.just("set"), st.integers(0, 10**6), st.integers(0, 255)),
+    st.tuples(st.just("cut"), st.integers(0, 10**6), st.just(0)),
+    st.tuples(st.just("insert"), st.integers(0, 10**6), st.integers(0, 255)),
+    st.tuples(st.just("append"), st.integers(1, 64), st.integers(0, 255)),
+)
+
+
+def mutate(data: bytes, ops: list[tuple[str, int, int]], fix_crc: bool) -> bytes:
+    out = bytearray(data)
+    for op, pos, value in ops:
+        i = pos % (len(out) + 1)
+        if op == "flip" and out:
+            out[i % len(out)] ^= 1 << value
+        elif op == "set" and out:
+            out[i % len(out)] = value
+        elif op == "cut":
+            del out[i:]
+        elif op == "insert":
+            out.insert(i, value)
+        elif op == "append":
+            out += bytes([value]) * pos
+    if fix_crc and len(out) > 4:
+        out[-4:] = struct.pack("<I", zlib.crc32(bytes(out[:-4])))
+    return bytes(out)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--examples", type=int, default=10000)
+    args = parser.parse_args()
+    codec = make_codec()
+    seeds = seed_streams(codec)
+    outcomes: collections.Counter[str] = collections.Counter()
+    slowest = [0.0]
+
+    @settings(max_examples=args.examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(st.sampled_from(seeds), st.lists(mutation, min_size=1, max_size=4), st.booleans())
+    def fuzz(seed: bytes, ops: list[tuple[str, int, int]], fix_crc: bool) -> None:
+        data = mutate(seed, ops, fix_crc)
+        start = time.perf_counter()
+        try:
+            grid, height, width = codec.decode_indices(data)
+            assert grid.min() >= 0 and grid.max() < 256, "index out of range"
+            outcomes["decoded"] += 1
+        except BitstreamError as e:
+            outcomes["BitstreamError: " + re.sub(r"[0-9a-f]{6,}|\d+|'[^']*'", "_", str(e))[:70]] += 1
+        elapsed = time.perf_counter() - start
+        slowest[0] = max(slowest[0], elapsed)
+        assert elapsed < SLOW_SECONDS, f"input took {elapsed:.2f} s"
+
+    tracemalloc.start()
+    start = time.perf_counter()
+    fuzz()
+    total = time.perf_counter() - start
+    peak = tracemalloc.get_traced_memory()[1]
+    print(f"{sum(outcomes.values())} mutated streams in {total:.1f} s; slowest {slowest[0] * 1e3:.1f} ms; peak traced memory {peak / 2**20:.1f} MiB")
+    for outcome, count in outcomes.most_common():
+        print(f"  {count:6d}  {outcome}")
+    print("no crash, hang or unexpected exception")
+
+
+if __name__ == "__main__":
+    main()
