@@ -127,13 +127,29 @@ def test_import_official_installs_a_named_model(tmp_path, official_pt):
     assert run("decompress", tmp_path / "a.cod", tmp_path / "a.png").exit_code == 0  # model found from the stream
 
 
+def test_import_official_with_prior_data_writes_smaller_streams(tmp_path, official_pt):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        base = np.linspace(0, 255, 192 * 256 * 3).reshape(192, 256, 3) * rng.uniform(0.3, 1)
+        Image.fromarray(np.clip(base + rng.normal(0, 20, base.shape), 0, 255).astype(np.uint8)).save(folder / f"{i}.png")
+    out = tmp_path / "p.safetensors"
+    result = run("import-official", official_pt, "--config", PARITY / "config.yaml", "--encoder-channels", 32, "-o", out, "--prior-data", folder)
+    assert result.exit_code == 0, result.output
+    assert "index prior" in result.output
+    assert run("compress", folder / "0.png", tmp_path / "a.cod", "--model", out).exit_code == 0
+    info = run("info", tmp_path / "a.cod").output
+    assert "prior" in info, info  # method 1 or 2 beat fixed-length on an image like the fitting set
+
+
 def test_import_official_bad_checkpoint(tmp_path):
     (tmp_path / "bad.pt").write_bytes(b"nope")
     assert_one_line_error(run("import-official", tmp_path / "bad.pt", "--config", PARITY / "config.yaml", "-o", tmp_path / "m.safetensors"))
     assert not (tmp_path / "m.safetensors").exists()
 
 
-@pytest.mark.parametrize("command", [[], ["compress"], ["decompress"], ["info"], ["models"], ["import-official"]])
+@pytest.mark.parametrize("command", [[], ["compress"], ["decompress"], ["info"], ["models"], ["import-official"], ["fit-prior"]])
 def test_help_everywhere(command):
     result = run(*command, "--help")
     assert result.exit_code == 0 and "Usage:" in result.output
