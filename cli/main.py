@@ -178,3 +178,32 @@ def fit_prior(model_name: str, images: str, output: str, max_images: int | None,
     """
     path = cod_lite.fit_prior(model_name, images, output, max_images=max_images, overwrite=force)
     click.echo(f"wrote {path} (index prior {cod_lite.load_model(path).prior.digest.hex()})")
+
+
+@cli.command()
+@click.argument("src", metavar="SRC")
+@click.argument("dst", metavar="DST")
+@model_option
+@click.option("--decompress", "-d", is_flag=True, help="SRC holds .cod streams: write images back.")
+@click.option("--format", "image_format", default="png", show_default=True, help="Image format written by --decompress.")
+@click.option("--workers", "-j", type=click.IntRange(min=1), default=4, show_default=True, help="Threads for image/file I/O.")
+@click.option("--shard", default=None, metavar="I/N", help="Only the I-th of N deterministic parts of SRC (0 <= I < N).")
+@click.option("--force", "-f", is_flag=True, help="Redo files whose output already exists.")
+@friendly_errors
+def convert(src: str, dst: str, model: str | None, decompress: bool, image_format: str, workers: int, shard: str | None, force: bool) -> None:
+    """Convert a whole folder (recursively) into DST, mirroring its tree.
+
+    Existing outputs are skipped, so an interrupted run resumes where it stopped. A file that
+    fails is reported and the rest go on; the exit code is 1 if any file failed.
+    """
+
+    def report(path: str, message: str) -> None:
+        click.echo(f"codlite: failed: {path}: {message}", err=True)
+
+    summary = cod_lite.convert(
+        src, dst, model=model, decompress=decompress, image_format=image_format, workers=workers,
+        shard=shard, force=force, on_failure=report,
+    )
+    click.echo(summary.report())
+    if summary.failed:
+        sys.exit(1)

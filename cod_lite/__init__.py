@@ -5,6 +5,7 @@
     image = cod_lite.decode(data)                 # PIL.Image, model found from the stream
 """
 
+from .batch import ConvertSummary, convert
 from .codec import Codec, decode, encode, load_model
 from .errors import BitstreamError, CheckpointError, CodLiteError, InputError, ModelNotFoundError, OutputError
 from .official import import_official
@@ -15,11 +16,13 @@ __all__ = [
     "BitstreamError",
     "CheckpointError",
     "Codec",
+    "ConvertSummary",
     "CodLiteError",
     "InputError",
     "ModelNotFoundError",
     "OutputError",
     "available_models",
+    "convert",
     "decode",
     "encode",
     "fit_prior",

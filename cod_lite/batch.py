@@ -1,0 +1,205 @@
+"""Whole-folder conversion: images -> .cod streams or back, resumable, shardable, never stopped by one bad file.
+
+Image decoding and file writing run in a thread pool (Pillow and file I/O release the GIL) while
+the network runs in the calling thread, so I/O overlaps with compute.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .codec import Codec, decode, load_model
+from .errors import CodLiteError, InputError
+from .fileio import atomic_write
+from .image_io import load_image, save_image
+
+STREAM_SUFFIX = ".cod"
+
+
+@dataclass
+class ConvertSummary:
+    """What a `convert` run did; `failed` holds (source path, one-line reason)."""
+
+    done: int = 0
+    skipped: int = 0
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    bytes_in: int = 0
+    bytes_out: int = 0
+    pixels: int = 0
+    seconds: float = 0.0
+    compressing: bool = True
+
+    @property
+    def mean_bpp(self) -> float:
+        """Stream bits per pixel over every file converted (compressed side)."""
+        stream_bytes = self.bytes_out if self.compressing else self.bytes_in
+        return 8 * stream_bytes / self.pixels if self.pixels else 0.0
+
+    @property
+    def files_per_second(self) -> float:
+        return self.done / self.seconds if self.seconds else 0.0
+
+    def report(self) -> str:
+        return (
+            f"{self.done} converted, {len(self.failed)} failed, {self.skipped} skipped; "
+            f"{self.bytes_in:,} bytes in, {self.bytes_out:,} bytes out; mean {self.mean_bpp:.4f} bpp; "
+            f"{self.files_per_second:.2f} files/s"
+        )
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'I/N' -> (I, N) with 0 <= I < N."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise InputError(f"shard must look like I/N (e.g. 0/4), got '{text}'") from None
+    if not 0 <= index < count:
+        raise InputError(f"shard {text}: need 0 <= I < N")
+    return index, count
+
+
+def in_shard(relative: str, shard: tuple[int, int] | None) -> bool:
+    """A file's shard depends only on its path relative to SRC, so every machine agrees."""
+    if shard is None:
+        return True
+    digest = hashlib.sha256(relative.encode("utf-8", "surrogateescape")).digest()
+    return int.from_bytes(digest[:8], "little") % shard[1] == shard[0]
+
+
+def plan(src: Path, dst: Path, decompress: bool, image_format: str, shard: tuple[int, int] | None) -> list[tuple[Path, Path]]:
+    """(source, output) for every regular, non-hidden file under src in this shard, sorted."""
+    if not src.is_dir():
+        raise InputError(f"'{src}' is not a folder")
+    if dst.resolve().is_relative_to(src.resolve()):
+        raise InputError(f"the output folder '{dst}' must not be the input folder '{src}' or lie inside it")
+    pairs = []
+    for path in sorted(src.rglob("*")):
+        rel = path.relative_to(src)
+        if not path.is_file() or any(part.startswith(".") for part in rel.parts):
+            continue
+        if not in_shard(rel.as_posix(), shard):
+            continue
+        if decompress:
+            name = rel.name[: -len(STREAM_SUFFIX)] if rel.name.endswith(STREAM_SUFFIX) else rel.name
+            out = dst / rel.parent / f"{Path(name).stem}.{image_format}"
+        else:
+            out = dst / rel.parent / f"{rel.stem}{STREAM_SUFFIX}"
+        pairs.append((path, out))
+    return pairs
+
+
+def convert(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    model: str | os.PathLike | Codec | None = None,
+    decompress: bool = False,
+    image_format: str = "png",
+    workers: int = 4,
+    shard: str | tuple[int, int] | None = None,
+    force: bool = False,
+    progress: bool = True,
+    on_failure=None,
+) -> ConvertSummary:
+    """Convert every file under `src` into the mirrored tree under `dst` (see module docstring).
+
+    Existing outputs are skipped unless `force`, so an interrupted run resumes. A file that
+    cannot be converted is recorded in the summary (and passed to `on_failure(path, message)`),
+    and the run goes on.
+    """
+    src, dst = Path(src), Path(dst)
+    if isinstance(shard, str):
+        shard = parse_shard(shard)
+    pairs = plan(src, dst, decompress, image_format.lower().lstrip("."), shard)
+    codec = model if isinstance(model, Codec) else (None if decompress and model is None else load_model(model or "default"))
+    summary = ConvertSummary(compressing=not decompress)
+    start = time.perf_counter()
+    todo, claimed = [], {}
+    for source, out in pairs:
+        if out in claimed:
+            _fail(summary, on_failure, source, f"its output {out} would also be written from {claimed[out]}")
+        elif os.path.lexists(out) and not force:
+            summary.skipped += 1
+        else:
+            claimed[out] = source
+            todo.append((source, out))
+
+    bar = tqdm(total=len(todo), unit="file", disable=not progress, dynamic_ncols=True)
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        writes: list[tuple[Path, Future]] = []
+        for source, out, loaded in _prefetch(pool, todo, decompress, workers):
+            try:
+                data_in = loaded.result()
+                if decompress:
+                    pixels = np.asarray(codec.decode(data_in) if codec else decode(data_in))
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    writes.append((source, pool.submit(save_image, pixels, out, overwrite=force)))
+                    summary.pixels += pixels.shape[0] * pixels.shape[1]
+                    summary.bytes_in += len(data_in)
+                else:
+                    pixels = data_in
+                    stream = codec.encode(pixels)
+                    out.parent.mkdir(parents=True, exist_ok=True)
+                    writes.append((source, pool.submit(atomic_write, out, stream, overwrite=force)))
+                    summary.pixels += pixels.shape[0] * pixels.shape[1]
+                    summary.bytes_in += source.stat().st_size
+                    bar.set_postfix(bpp=f"{8 * len(stream) / (pixels.shape[0] * pixels.shape[1]):.4f}")
+            except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
+                _fail(summary, on_failure, source, _describe(e))
+            bar.update(1)
+            writes = _collect(writes, summary, on_failure, wait=False)
+        _collect(writes, summary, on_failure, wait=True)
+    bar.close()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _prefetch(pool: ThreadPoolExecutor, todo: list[tuple[Path, Path]], decompress: bool, depth: int) -> Iterator[tuple[Path, Path, Future]]:
+    """Yield (source, output, future of its input) with up to `depth` inputs loading ahead."""
+    reader = _read_bytes if decompress else load_image
+    futures: list[tuple[Path, Path, Future]] = []
+    for source, out in todo:
+        futures.append((source, out, pool.submit(reader, source)))
+        if len(futures) > depth:
+            yield futures.pop(0)
+    yield from futures
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise InputError(f"cannot read: {e.strerror}") from None
+
+
+def _collect(writes: list[tuple[Path, Future]], summary: ConvertSummary, on_failure, wait: bool) -> list[tuple[Path, Future]]:
+    pending = []
+    for source, future in writes:
+        if not wait and not future.done():
+            pending.append((source, future))
+            continue
+        try:
+            summary.bytes_out += Path(future.result()).stat().st_size
+            summary.done += 1
+        except Exception as e:  # noqa: BLE001
+            _fail(summary, on_failure, source, _describe(e))
+    return pending
+
+
+def _describe(error: Exception) -> str:
+    return str(error) if isinstance(error, (CodLiteError, OSError)) else f"{type(error).__name__}: {error}"
+
+
+def _fail(summary: ConvertSummary, on_failure, source: Path, message: str) -> None:
+    summary.failed.append((str(source), message))
+    if on_failure is not None:
+        on_failure(str(source), message)

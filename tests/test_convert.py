@@ -1,0 +1,86 @@
+"""Folder conversion: mirrored trees, per-file failures, resume, shards, round trip back to images."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import cod_lite
+from cod_lite.batch import in_shard, parse_shard, plan
+from cod_lite_cli.main import cli
+
+
+@pytest.fixture
+def photos(tmp_path):
+    root = tmp_path / "photos"
+    (root / "trip" / "day1").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for rel, (h, w) in {"a.png": (64, 96), "trip/b.jpg": (50, 77), "trip/day1/c.webp": (33, 17)}.items():
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / rel)
+    (root / "trip" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 20)
+    (root / "trip" / "notes.txt").write_text("not an image")
+    (root / ".hidden.png").write_bytes(b"ignored: hidden")
+    return root
+
+
+def test_convert_mirrors_reports_and_resumes(photos, tmp_path, parity_weights):
+    out = tmp_path / "out"
+    failures = []
+    summary = cod_lite.convert(photos, out, model=parity_weights, progress=False, on_failure=lambda p, m: failures.append(p))
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.cod")) == ["a.cod", "trip/b.cod", "trip/day1/c.cod"]
+    assert summary.done == 3 and summary.skipped == 0
+    assert sorted(p.split("/")[-1] for p, _ in summary.failed) == ["broken.png", "notes.txt"] == sorted(f.split("/")[-1] for f in failures)
+    assert summary.bytes_out == sum(p.stat().st_size for p in out.rglob("*.cod"))
+    assert summary.mean_bpp == pytest.approx(8 * summary.bytes_out / (64 * 96 + 50 * 77 + 33 * 17))
+    assert not list(out.rglob("*.tmp")) and not list(out.rglob(".*"))
+
+    again = cod_lite.convert(photos, out, model=parity_weights, progress=False)
+    assert again.done == 0 and again.skipped == 3 and len(again.failed) == 2
+
+    back = tmp_path / "back"
+    restored = cod_lite.convert(out, back, decompress=True, progress=False, model=parity_weights)
+    assert restored.done == 3 and not restored.failed
+    assert Image.open(back / "trip" / "day1" / "c.png").size == (17, 33)
+    direct = cod_lite.load_model(parity_weights).decode((out / "a.cod").read_bytes())
+    assert np.array_equal(np.asarray(Image.open(back / "a.png")), np.asarray(direct))
+
+
+def test_decompress_finds_each_model_from_its_stream(photos, tmp_path, parity_weights):
+    import shutil
+
+    cod_lite.user_model_dir().mkdir(parents=True, exist_ok=True)
+    shutil.copy(parity_weights, cod_lite.user_model_dir() / "parity.safetensors")
+    cod_lite.convert(photos, tmp_path / "c", model="parity", progress=False)
+    summary = cod_lite.convert(tmp_path / "c", tmp_path / "d", decompress=True, image_format="webp", progress=False)
+    assert summary.done == 3 and (tmp_path / "d" / "trip" / "b.webp").exists()
+
+
+def test_shards_partition_the_files(photos):
+    everything = {p for p, _ in plan(photos, photos.parent / "o", False, "png", None)}
+    parts = [{p for p, _ in plan(photos, photos.parent / "o", False, "png", (i, 3))} for i in range(3)]
+    assert set().union(*parts) == everything and sum(map(len, parts)) == len(everything)
+    assert in_shard("x/y.png", (0, 1))
+    for bad in ("1/1", "3", "a/b", "-1/2"):
+        with pytest.raises(cod_lite.InputError, match="shard"):
+            parse_shard(bad)
+
+
+def test_output_inside_input_is_refused(photos, parity_weights):
+    with pytest.raises(cod_lite.InputError, match="must not be the input folder"):
+        cod_lite.convert(photos, photos / "out", model=parity_weights, progress=False)
+
+
+def test_cli_convert_exit_code_and_summary(photos, tmp_path, parity_weights):
+    result = CliRunner().invoke(cli, ["convert", str(photos), str(tmp_path / "o"), "--model", str(parity_weights), "--shard", "0/1"])
+    assert result.exit_code == 1
+    assert "3 converted, 2 failed, 0 skipped" in result.stdout
+    assert result.stderr.count("codlite: failed:") == 2 and "Traceback" not in result.output
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    Image.new("RGB", (40, 30), "red").save(clean / "r.png")
+    ok = CliRunner().invoke(cli, ["convert", str(clean), str(tmp_path / "o2"), "--model", str(parity_weights)])
+    assert ok.exit_code == 0 and "1 converted, 0 failed" in ok.stdout
+    bad = CliRunner().invoke(cli, ["convert", str(clean), str(tmp_path / "o3"), "--shard", "2/2", "--model", str(parity_weights)])
+    assert bad.exit_code != 0 and "shard" in bad.stderr
