@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +23,7 @@ from .fileio import atomic_write
 from .image_io import load_image, save_image
 
 STREAM_SUFFIX = ".cod"
+FailureHook = Callable[[str, str], None]
 
 
 @dataclass
@@ -108,7 +109,7 @@ def convert(
     shard: str | tuple[int, int] | None = None,
     force: bool = False,
     progress: bool = True,
-    on_failure=None,
+    on_failure: FailureHook | None = None,
 ) -> ConvertSummary:
     """Convert every file under `src` into the mirrored tree under `dst` (see module docstring).
 
@@ -181,7 +182,7 @@ def _read_bytes(path: Path) -> bytes:
         raise InputError(f"cannot read: {e.strerror}") from None
 
 
-def _collect(writes: list[tuple[Path, Future]], summary: ConvertSummary, on_failure, wait: bool) -> list[tuple[Path, Future]]:
+def _collect(writes: list[tuple[Path, Future]], summary: ConvertSummary, on_failure: FailureHook | None, wait: bool) -> list[tuple[Path, Future]]:
     pending = []
     for source, future in writes:
         if not wait and not future.done():
@@ -199,7 +200,7 @@ def _describe(error: Exception) -> str:
     return str(error) if isinstance(error, (CodLiteError, OSError)) else f"{type(error).__name__}: {error}"
 
 
-def _fail(summary: ConvertSummary, on_failure, source: Path, message: str) -> None:
+def _fail(summary: ConvertSummary, on_failure: FailureHook | None, source: Path, message: str) -> None:
     summary.failed.append((str(source), message))
     if on_failure is not None:
         on_failure(str(source), message)

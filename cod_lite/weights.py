@@ -45,7 +45,6 @@ def save_weights(
     *,
     dtype: torch.dtype | None = None,
     info: Mapping[str, Any] | None = None,
-    prior: IndexPrior | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Write a weight file; `dtype` (e.g. torch.float16) converts floating tensors first."""
@@ -62,11 +61,6 @@ def save_weights(
         "weights_sha256": weights_digest(tensors),
         "info": json.dumps(dict(info or {}), sort_keys=True),
     }
-    if prior is not None:
-        if prior.codebook_size != config.codebook_size:
-            raise ValueError(f"index prior has {prior.codebook_size} symbols, the model's codebook {config.codebook_size}")
-        tensors.update({PRIOR_PREFIX + k: torch.from_numpy(v) for k, v in prior.to_arrays().items()})
-        metadata["prior_digest"] = prior.digest.hex()
     return atomic_write(path, save(tensors, metadata=metadata), overwrite=overwrite)
 
 

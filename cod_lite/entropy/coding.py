@@ -23,8 +23,7 @@ _FAMILY = constriction.stream.model.Categorical(perfect=False)
 
 
 def _static_model(prior: IndexPrior) -> constriction.stream.model.Categorical:
-    freqs = prior.frequencies(np.zeros((1, 1), np.int64), np.zeros(1, np.int64), np.zeros(1, np.int64), "A")[0]
-    return constriction.stream.model.Categorical(freqs.astype(np.float64), perfect=False)
+    return constriction.stream.model.Categorical(prior.static_frequencies().astype(np.float64), perfect=False)
 
 
 def _range_encode(grid: np.ndarray, prior: IndexPrior, method: int) -> bytes:

@@ -12,6 +12,7 @@ handed to the range coder are bit-identical on every CPU, GPU, thread count and 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from dataclasses import dataclass
 
@@ -59,9 +60,9 @@ class IndexPrior:
     def codebook_size(self) -> int:
         return len(self.log_marginal)
 
-    @property
+    @functools.cached_property
     def digest(self) -> bytes:
-        """4 bytes naming these exact tables; a stream coded with them stores it."""
+        """4 bytes naming these exact tables; a stream coded with them stores it (hashed once)."""
         h = hashlib.sha256()
         for key in TENSOR_KEYS:
             a = np.ascontiguousarray(getattr(self, key))
@@ -97,6 +98,11 @@ class IndexPrior:
         return cls(**values)
 
     # -- probabilities -------------------------------------------------------------------------
+    def static_frequencies(self) -> np.ndarray:
+        """(K,) int32 frequencies of the marginal alone: pass A and method 1."""
+        drop = int(self.log_marginal.max()) - self.log_marginal.astype(np.int64)
+        return self.exp_table[np.minimum(drop, MAX_DROP)]
+
     def frequencies(self, padded: np.ndarray, rows: np.ndarray, cols: np.ndarray, pass_name: str) -> np.ndarray:
         """(m, K) int32 frequencies for the symbols at (rows, cols) of a grid padded by one border
         of value K on every side (coordinates are in the unpadded grid)."""

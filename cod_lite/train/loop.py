@@ -142,7 +142,7 @@ def train(settings: TrainSettings, config: ModelConfig) -> Path:
 
     log = open(out / "train.log", "a") if rank == 0 else None
     start, last_log = time.time(), time.time()
-    window: dict[str, float] = {}
+    window: dict[str, torch.Tensor] = {}
     bar = tqdm(total=settings.steps, initial=step, disable=rank != 0, dynamic_ncols=True)
     while step < settings.steps:
         if settings.max_minutes is not None and time.time() - start > 60 * settings.max_minutes:
@@ -173,12 +173,12 @@ def train(settings: TrainSettings, config: ModelConfig) -> Path:
                 e.lerp_(p.detach(), 1 - decay)
         usage.update(indices)
         bar.update(1)
-        for k, v in losses.items():
-            window[k] = window.get(k, 0.0) + float(v.detach())
+        for k, v in losses.items():  # summed on the device: no host sync per step
+            window[k] = window.get(k, 0.0) + v.detach()
         if step % settings.log_every == 0 and log:
             rate = settings.log_every * settings.batch_size / (time.time() - last_log)
             last_log = time.time()
-            values = {k: round(v / settings.log_every, 5) for k, v in window.items()}  # means over the window
+            values = {k: round(float(v) / settings.log_every, 5) for k, v in window.items()}  # means over the window
             bar.set_postfix(loss=values["total"], img_s=f"{rate:.1f}")
             log.write(json.dumps({"step": step, **values, "codes_used": usage.used(), "perplexity": round(usage.perplexity(), 1), "img_s": round(rate, 2)}) + "\n")
             log.flush()
