@@ -1,0 +1,87 @@
+"""Fused Triton kernels for CoD-Lite inference (see docs/performance.md, "GPU kernels").
+
+    from cod_lite import kernels
+    if kernels.available():
+        indices = kernels.quantize(net, image01)     # as net.quantize
+        image = kernels.reconstruct(net, indices)    # as net.reconstruct
+
+Same contracts as CodLiteNet.quantize / reconstruct. The ResNet convs, attention and 1x1 convs
+stay in torch (cuDNN, SDPA, cuBLAS); the kernels replace the memory-bound steps between them.
+Triton is imported only when a kernel first runs, so `import cod_lite.kernels` works without it.
+For CPU tensors set TRITON_INTERPRET=1 before triton is imported (it fixes its mode then).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+
+from ..models.network import CodLiteNet
+from . import ops
+
+__all__ = ["available", "quantize", "reconstruct"]
+
+
+def available() -> bool:
+    """Whether the kernels can run here: triton importable and a CUDA GPU or TRITON_INTERPRET=1."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return False
+    return torch.cuda.is_available() or ops.interpret_mode()
+
+
+def _on(device: torch.device) -> contextlib.AbstractContextManager:
+    """Triton launches on the current CUDA device: make it the tensors' one."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
+@torch.no_grad()
+def quantize(net: CodLiteNet, image01: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) image in [0, 1] -> (B, H/ds, W/ds) indices; the encoder in torch, the VQ fused."""
+    with _on(image01.device):
+        z = net.y_embedder.encoder(image01)
+        return ops.vq_indices(z, net.y_embedder.bottleneck.embedding.weight)
+
+
+@torch.no_grad()
+def reconstruct(net: CodLiteNet, indices: torch.Tensor) -> torch.Tensor:
+    """(B, h, w) indices -> (B, 3, h*ds, w*ds) image in [-1, 1] (not clamped), in the net's dtype."""
+    with _on(indices.device):
+        cond = net.y_embedder.decode(indices)
+        return ops.pixel_head(net, cond, _trunk(net, cond))
+
+
+def _trunk(net: CodLiteNet, cond: torch.Tensor) -> torch.Tensor:
+    """The DiCo trunk at t = 0 with x_t = 0 (CodLiteNet.denoise's `s`).
+
+    The zero image's patch projection vanishes (proj1 has no bias), so s_embedder reduces to
+    proj2 on the condition channels. Each block's gated residual is folded into the next
+    LayerNorm kernel; the channel attention's sigmoid scales conv3's input channels, which is
+    done by scaling conv3's weight columns per image instead of the feature map.
+    """
+    proj2 = net.s_embedder.proj2
+    s = F.conv2d(cond, proj2.weight[:, net.s_embedder.proj1.out_channels :], proj2.bias)
+    branch = gate = None
+    for block, mod in zip(net.blocks, net._t0_modulation()):
+        shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=1)
+        s, h = ops.layer_norm_modulate(s, shift1, scale1, branch, gate)
+        h, sums = ops.dwconv3x3_gelu(block.conv1(h), block.conv2.weight, block.conv2.bias)
+        ca = block.ca[1]
+        attention = torch.sigmoid(F.linear((sums / (h.shape[2] * h.shape[3])).to(h.dtype), ca.weight.flatten(1), ca.bias))
+        branch = _conv1x1_scaled_input(block.conv3, h, attention)
+        s, h = ops.layer_norm_modulate(s, shift2, scale2, branch, gate1)
+        branch, gate = block.conv5(F.gelu(block.conv4(h))), gate2
+    if branch is not None:
+        s = torch.addcmul(s, gate[:, :, None, None], branch)
+    return s
+
+
+def _conv1x1_scaled_input(conv: torch.nn.Conv2d, h: torch.Tensor, channel_scale: torch.Tensor) -> torch.Tensor:
+    """conv(h * channel_scale[:, :, None, None]) as one batched GEMM with per-image scaled weights."""
+    b, c, height, width = h.shape
+    weight = conv.weight.flatten(1)[None] * channel_scale[:, None, :]
+    out = torch.baddbmm(conv.bias[None, :, None], weight, h.reshape(b, c, height * width))
+    return out.reshape(b, -1, height, width)
