@@ -15,14 +15,15 @@ INV_SQRT2 = tl.constexpr(0.7071067811865476)
 @triton.jit
 def layer_norm_modulate_kernel(
     x_ptr, branch_ptr, gate_ptr, shift_ptr, scale_ptr, x_out_ptr, out_ptr,
-    C, W, HW, stride_b, stride_c, stride_h, stride_w, mod_stride_b, eps,
+    C, W, HW, stride_b, stride_c, stride_h, stride_w, shift_stride_b, scale_stride_b, gate_stride_b, eps,
     HAS_BRANCH: tl.constexpr, BLOCK_P: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     """(a) out = LN_c(x) * (1 + scale) + shift over BLOCK_P pixels x all channels of one image.
 
     With HAS_BRANCH the previous gated residual is folded in first: x <- x + gate * branch,
     stored to x_out, so the residual stream is read once. All NCHW tensors share x's strides
-    (contiguous or channels_last); modulation rows are (B or 1, C) with unit channel stride.
+    (contiguous or channels_last); modulation rows are (B or 1, C) with unit channel stride,
+    batch stride 0 when one row serves every image.
     """
     b = tl.program_id(0)
     p = tl.program_id(1) * BLOCK_P + tl.arange(0, BLOCK_P)
@@ -31,9 +32,8 @@ def layer_norm_modulate_kernel(
     mask = (p < HW)[:, None] & c_ok[None, :]
     offs = b * stride_b + c[None, :] * stride_c + ((p // W) * stride_h + (p % W) * stride_w)[:, None]
     x = tl.load(x_ptr + offs, mask=mask, other=0.0).to(tl.float32)
-    mod = b * mod_stride_b + c
     if HAS_BRANCH:
-        gate = tl.load(gate_ptr + mod, mask=c_ok, other=0.0).to(tl.float32)
+        gate = tl.load(gate_ptr + b * gate_stride_b + c, mask=c_ok, other=0.0).to(tl.float32)
         x += gate[None, :] * tl.load(branch_ptr + offs, mask=mask, other=0.0).to(tl.float32)
         x = x.to(x_out_ptr.dtype.element_ty)
         tl.store(x_out_ptr + offs, x, mask=mask)
@@ -41,8 +41,8 @@ def layer_norm_modulate_kernel(
     mean = tl.sum(x, axis=1) / C
     centred = tl.where(mask, x - mean[:, None], 0.0)
     rstd = tl.rsqrt(tl.sum(centred * centred, axis=1) / C + eps)
-    shift = tl.load(shift_ptr + mod, mask=c_ok, other=0.0).to(tl.float32)
-    scale = tl.load(scale_ptr + mod, mask=c_ok, other=0.0).to(tl.float32)
+    shift = tl.load(shift_ptr + b * shift_stride_b + c, mask=c_ok, other=0.0).to(tl.float32)
+    scale = tl.load(scale_ptr + b * scale_stride_b + c, mask=c_ok, other=0.0).to(tl.float32)
     out = centred * rstd[:, None] * (1.0 + scale[None, :]) + shift[None, :]
     tl.store(out_ptr + offs, out, mask=mask)
 

@@ -70,18 +70,15 @@ def layer_norm_modulate(
     """
     _check_device(x)
     b, c, h, w = x.shape
-    shift, mod_stride = _modulation_rows(shift, c)
+    shift, shift_stride = _modulation_rows(shift, c)
     scale, scale_stride = _modulation_rows(scale, c)
-    if scale_stride != mod_stride:
-        raise ValueError("shift and scale must have the same layout")
+    gate_stride = 0
     out = torch.empty_like(x)
     x_out = x
     if branch is not None:
         if gate is None or branch.shape != x.shape:
             raise ValueError("a branch needs a gate and x's shape")
         gate, gate_stride = _modulation_rows(gate, c)
-        if gate_stride != mod_stride:
-            raise ValueError("gate must have the layout of shift and scale")
         if branch.stride() != x.stride():
             branch = torch.empty_like(x).copy_(branch)
         x_out = torch.empty_like(x)
@@ -90,7 +87,7 @@ def layer_norm_modulate(
     grid = (b, _cdiv(h * w, block_p))
     _kernels().layer_norm_modulate_kernel[grid](
         x, branch if branch is not None else x, gate if gate is not None else shift, shift, scale, x_out, out,
-        c, w, h * w, *x.stride(), mod_stride, eps,
+        c, w, h * w, *x.stride(), shift_stride, scale_stride, gate_stride, eps,
         HAS_BRANCH=branch is not None, BLOCK_P=block_p, BLOCK_C=block_c,
     )
     return x_out, out
@@ -121,7 +118,7 @@ def _stacked(blocks: torch.nn.ModuleList, name: str, like: torch.Tensor) -> torc
     """The parameter `name` of every PixelResBlock, stacked (an empty tensor for a head without blocks)."""
     if not blocks:
         return like.new_empty(0)
-    return torch.stack([blocks[i].get_parameter(name) for i in range(len(blocks))]).contiguous()
+    return torch.stack([block.get_parameter(name) for block in blocks])
 
 
 def pixel_head(net: CodLiteNet, cond: torch.Tensor, trunk: torch.Tensor) -> torch.Tensor:
