@@ -70,7 +70,8 @@ def _trunk(net: CodLiteNet, cond: torch.Tensor) -> torch.Tensor:
         s, h = ops.layer_norm_modulate(s, shift1, scale1, branch, gate)
         h, sums = ops.dwconv3x3_gelu(block.conv1(h), block.conv2.weight, block.conv2.bias)
         ca = block.ca[1]
-        attention = torch.sigmoid(F.linear((sums / (h.shape[2] * h.shape[3])).to(h.dtype), ca.weight.flatten(1), ca.bias))
+        pooled = (sums / (h.shape[2] * h.shape[3])).to(h.dtype)
+        attention = torch.sigmoid(F.linear(pooled, ca.weight.flatten(1), ca.bias))
         branch = _conv1x1_scaled_input(block.conv3, h, attention)
         s, h = ops.layer_norm_modulate(s, shift2, scale2, branch, gate1)
         branch, gate = block.conv5(F.gelu(block.conv4(h))), gate2
