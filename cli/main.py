@@ -16,6 +16,7 @@ from cod_lite import bitstream
 from cod_lite.entropy.coding import METHOD_NAMES
 from cod_lite.fileio import atomic_write
 from cod_lite.image_io import save_image
+from cod_lite.tiling import DEFAULT_MAX_MEMORY, parse_memory
 
 def _fail(message: str, code: int = 1) -> None:
     click.echo(f"codlite: error: {message}", err=True)
@@ -54,6 +55,13 @@ def _read_input(path: str) -> bytes:
 
 force_option = click.option("--force", "-f", is_flag=True, help="Replace OUTPUT if it already exists.")
 model_option = click.option("--model", "-m", default=None, help="Model name (see `codlite models`) or weight-file path.")
+memory_option = click.option(
+    "--max-memory",
+    default=f"{DEFAULT_MAX_MEMORY >> 30}G",
+    show_default=True,
+    metavar="SIZE",
+    help="Working-memory budget per image (e.g. 4G, 512M); larger images run in tiles, approximating the untiled result.",
+)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -69,11 +77,12 @@ def cli() -> None:
 @click.argument("input_image", metavar="INPUT")
 @click.argument("output", metavar="OUTPUT")
 @model_option
+@memory_option
 @force_option
 @friendly_errors
-def compress(input_image: str, output: str, model: str | None, force: bool) -> None:
+def compress(input_image: str, output: str, model: str | None, max_memory: str, force: bool) -> None:
     """Compress an image (PNG, JPEG, WebP, TIFF, ...) into a .cod stream."""
-    codec = cod_lite.load_model(model or "default")
+    codec = cod_lite.load_model(model or "default", max_memory=max_memory)
     data = codec.encode(input_image)
     atomic_write(output, data, overwrite=force)
     header = bitstream.parse(data)
@@ -90,17 +99,19 @@ def compress(input_image: str, output: str, model: str | None, force: bool) -> N
     is_flag=True,
     help="INPUT is a .cod from the authors' reference code (no model identity: --model is required).",
 )
+@memory_option
 @force_option
 @friendly_errors
-def decompress(input_stream: str, output: str, model: str | None, reference_format: bool, force: bool) -> None:
+def decompress(input_stream: str, output: str, model: str | None, reference_format: bool, max_memory: str, force: bool) -> None:
     """Decompress a .cod stream into an image; OUTPUT's suffix picks the format (.png, .jpg, .webp, ...)."""
+    budget = parse_memory(max_memory)
     data = _read_input(input_stream)
     if reference_format:
         if model is None:
             raise cod_lite.InputError("--reference-format needs --model: the authors' .cod does not name its model")
-        image = cod_lite.load_model(model).decode_reference(data)
+        image = cod_lite.load_model(model, max_memory=budget).decode_reference(data)
     else:
-        image = cod_lite.decode(data, model=model)
+        image = cod_lite.decode(data, model=model, max_memory=budget)
     save_image(np.asarray(image), output, overwrite=force)
     click.echo(f"{output}: {image.width}x{image.height}")
 
@@ -189,8 +200,13 @@ def fit_prior(model_name: str, images: str, output: str, max_images: int | None,
 @click.option("--workers", "-j", type=click.IntRange(min=1), default=4, show_default=True, help="Threads for image/file I/O.")
 @click.option("--shard", default=None, metavar="I/N", help="Only the I-th of N deterministic parts of SRC (0 <= I < N).")
 @click.option("--force", "-f", is_flag=True, help="Redo files whose output already exists.")
+@memory_option
+@click.option("--compile", "compile_", is_flag=True, help="Compile the network first (slow start, faster per file; see docs/performance.md).")
 @friendly_errors
-def convert(src: str, dst: str, model: str | None, decompress: bool, image_format: str, workers: int, shard: str | None, force: bool) -> None:
+def convert(
+    src: str, dst: str, model: str | None, decompress: bool, image_format: str, workers: int, shard: str | None, force: bool,
+    max_memory: str, compile_: bool,
+) -> None:
     """Convert a whole folder (recursively) into DST, mirroring its tree.
 
     Existing outputs are skipped, so an interrupted run resumes where it stopped. A file that
@@ -202,7 +218,7 @@ def convert(src: str, dst: str, model: str | None, decompress: bool, image_forma
 
     summary = cod_lite.convert(
         src, dst, model=model, decompress=decompress, image_format=image_format, workers=workers,
-        shard=shard, force=force, on_failure=report,
+        shard=shard, force=force, on_failure=report, max_memory=parse_memory(max_memory), compile=compile_,
     )
     click.echo(summary.report())
     if summary.failed:

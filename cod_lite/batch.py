@@ -21,6 +21,7 @@ from .codec import Codec, decode, load_model
 from .errors import CodLiteError, InputError
 from .fileio import atomic_write
 from .image_io import load_image, save_image
+from .tiling import DEFAULT_MAX_MEMORY
 
 STREAM_SUFFIX = ".cod"
 FailureHook = Callable[[str, str], None]
@@ -110,18 +111,21 @@ def convert(
     force: bool = False,
     progress: bool = True,
     on_failure: FailureHook | None = None,
+    max_memory: int | str = DEFAULT_MAX_MEMORY,
+    compile: bool = False,
 ) -> ConvertSummary:
     """Convert every file under `src` into the mirrored tree under `dst` (see module docstring).
 
     Existing outputs are skipped unless `force`, so an interrupted run resumes. A file that
     cannot be converted is recorded in the summary (and passed to `on_failure(path, message)`),
-    and the run goes on.
+    and the run goes on. `max_memory` and `compile` are as in `load_model`.
     """
     src, dst = Path(src), Path(dst)
     if isinstance(shard, str):
         shard = parse_shard(shard)
     pairs = plan(src, dst, decompress, image_format.lower().lstrip("."), shard)
-    codec = model if isinstance(model, Codec) else (None if decompress and model is None else load_model(model or "default"))
+    options = {"max_memory": max_memory, "compile": compile}
+    codec = model if isinstance(model, Codec) else (None if decompress and model is None else load_model(model or "default", **options))
     summary = ConvertSummary(compressing=not decompress)
     start = time.perf_counter()
     todo, claimed = [], {}
@@ -141,7 +145,7 @@ def convert(
             try:
                 data_in = loaded.result()
                 if decompress:
-                    pixels = np.asarray(codec.decode(data_in) if codec else decode(data_in))
+                    pixels = np.asarray(codec.decode(data_in) if codec else decode(data_in, **options))
                     out.parent.mkdir(parents=True, exist_ok=True)
                     writes.append((source, pool.submit(save_image, pixels, out, overwrite=force)))
                     summary.pixels += pixels.shape[0] * pixels.shape[1]

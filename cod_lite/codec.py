@@ -5,14 +5,13 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 import numpy as np
 import PIL.Image
 import torch
-import torch.nn.functional as F
 
-from . import bitstream, zoo
+from . import bitstream, tiling, zoo
 from .entropy.coding import decode_grid, encode_grid
 from .entropy.packing import unpack_indices
 from .entropy.prior import IndexPrior
@@ -35,6 +34,9 @@ class Codec:
         path: Path | None = None,
         device: str | None = None,
         prior: IndexPrior | None = None,
+        *,
+        max_memory: int | str = tiling.DEFAULT_MAX_MEMORY,
+        compile: bool = False,
     ) -> None:
         self.device = torch.device(device or "cpu")
         self.net = net.to(self.device).eval()
@@ -42,6 +44,9 @@ class Codec:
         self.weights_sha256 = weights_sha256
         self.path = path
         self.prior = prior
+        self.max_memory = tiling.parse_memory(max_memory)
+        self.compiled = compile
+        self._quantize, self._reconstruct = fast_path(self.net) if compile else (self.net.quantize, self.net.reconstruct)
 
     @property
     def name(self) -> str:
@@ -71,15 +76,17 @@ class Codec:
         return -(-height // unit) * unit, -(-width // unit) * unit
 
     def quantize(self, image: ImageLike) -> np.ndarray:
-        """Image -> int64 index grid (H/ds, W/ds) of the image edge-padded to the model's size unit."""
+        """Image -> int64 index grid (H/ds, W/ds) of the image edge-padded to the model's size unit;
+        tiled (approximately) when the untiled pass would need more than `max_memory`."""
         pixels = load_image(image)
         height, width = pixels.shape[:2]
         ph, pw = self._padded_size(height, width)
-        x = torch.from_numpy(pixels.copy()).to(self.device).permute(2, 0, 1)[None].float() / 255
         if (ph, pw) != (height, width):
-            x = F.pad(x, (0, pw - width, 0, ph - height), mode="replicate")
+            pixels = np.pad(pixels, ((0, ph - height), (0, pw - width), (0, 0)), mode="edge")
         with torch.inference_mode():
-            return self.net.quantize(x)[0].cpu().numpy().astype(np.int64)
+            if tiling.quantize_bytes(self.model_config, ph, pw) > self.max_memory:
+                return tiling.quantize_tiled(self.net, pixels, self.max_memory, self.device)
+            return self._quantize(tiling.image_tensor(pixels, self.device))[0].cpu().numpy().astype(np.int64)
 
     def reconstruct(self, indices: np.ndarray, height: int, width: int) -> np.ndarray:
         """Index grid -> uint8 HxWx3 image, cropped to height x width."""
@@ -92,7 +99,10 @@ class Codec:
             raise InputError(f"indices must be in 0..{self.model_config.codebook_size - 1}")
         idx = torch.from_numpy(indices.astype(np.int64)).to(self.device)[None]
         with torch.inference_mode():
-            out = to_uint8(self.net.reconstruct(idx))[0, :height, :width]
+            if tiling.reconstruct_bytes(self.model_config, ph, pw) > self.max_memory:
+                out = tiling.reconstruct_tiled(self.net, idx, self.max_memory)[:height, :width]
+            else:
+                out = to_uint8(self._reconstruct(idx))[0, :height, :width]
         return np.ascontiguousarray(out.cpu().numpy())
 
     # -- streams ------------------------------------------------------------------------------
@@ -147,28 +157,56 @@ class Codec:
         return PIL.Image.fromarray(self.reconstruct(indices, height, width), "RGB")
 
 
+def fast_path(net: CodLiteNet) -> tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]:
+    """`net.quantize` and `net.reconstruct` compiled with inductor, weights frozen into the graphs.
+
+    Compilation happens on the first call of each new image size (tens of seconds on CPU), so it
+    pays off over many images (`codlite convert --compile`). Freezing needs inference mode, which
+    `Codec` always uses.
+    """
+    options = {"freezing": True}
+    return torch.compile(net.quantize, options=options), torch.compile(net.reconstruct, options=options)
+
+
 @functools.lru_cache(maxsize=4)
-def _load_cached(path: str, mtime_ns: int, device: str | None) -> Codec:
+def _load_cached(path: str, mtime_ns: int, device: str | None, max_memory: int, compile: bool) -> Codec:
     config, state, meta = load_weights(path)
     net = CodLiteNet(config)
     net.load_state_dict(state, strict=True)
-    return Codec(net, meta["weights_sha256"], Path(path), device, meta["prior"])
+    return Codec(net, meta["weights_sha256"], Path(path), device, meta["prior"], max_memory=max_memory, compile=compile)
 
 
-def load_model(name_or_path: str | os.PathLike = "default", device: str | None = None) -> Codec:
-    """A model by zoo name ('default', a bundled or imported name) or weight-file path."""
+def load_model(
+    name_or_path: str | os.PathLike = "default",
+    device: str | None = None,
+    *,
+    max_memory: int | str = tiling.DEFAULT_MAX_MEMORY,
+    compile: bool = False,
+) -> Codec:
+    """A model by zoo name ('default', a bundled or imported name) or weight-file path.
+
+    `max_memory` (bytes, or a size such as '4G') bounds the working memory of one image: above it
+    the image is processed in tiles (docs/performance.md). `compile=True` selects the compiled
+    CPU/GPU fast path (`fast_path`).
+    """
     path = zoo.resolve(name_or_path).resolve()
-    return _load_cached(str(path), path.stat().st_mtime_ns, device)
+    return _load_cached(str(path), path.stat().st_mtime_ns, device, tiling.parse_memory(max_memory), compile)
 
 
-def encode(image: ImageLike, model: str | os.PathLike = "default") -> bytes:
+def encode(image: ImageLike, model: str | os.PathLike = "default", *, max_memory: int | str = tiling.DEFAULT_MAX_MEMORY) -> bytes:
     """Compress an image with a model (by default the bundled default)."""
-    return load_model(model).encode(image)
+    return load_model(model, max_memory=max_memory).encode(image)
 
 
-def decode(data: bytes, model: str | os.PathLike | None = None) -> PIL.Image.Image:
+def decode(
+    data: bytes,
+    model: str | os.PathLike | None = None,
+    *,
+    max_memory: int | str = tiling.DEFAULT_MAX_MEMORY,
+    compile: bool = False,
+) -> PIL.Image.Image:
     """Decompress a stream; with model=None the stream's own model identity picks the weights."""
     if model is None:
         header = bitstream.parse(data)
         model = zoo.find_by_identity(header.model_name, header.model_hash)
-    return load_model(model).decode(data)
+    return load_model(model, max_memory=max_memory, compile=compile).decode(data)
