@@ -12,7 +12,6 @@ even its lowest quality needs more bits, that larger file is used and the table 
 from __future__ import annotations
 
 import argparse
-import io
 import sys
 from pathlib import Path
 
@@ -22,32 +21,23 @@ from PIL import Image
 import cod_lite
 from cod_lite import metrics
 
+from pillow_codecs import round_trip  # benchmarks/ is on sys.path when run as a script
+
 DEFAULT_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "kodak"
-CLASSICAL = {  # format -> (quality range, save options)
-    "AVIF": (range(0, 101), {}),
-    "WebP": (range(0, 101), {}),
-    "JPEG": (range(1, 96), {"subsampling": 2}),
-}
-
-
-def classical(image: np.ndarray, fmt: str, quality: int) -> tuple[bytes, np.ndarray]:
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format=fmt, quality=quality, **CLASSICAL[fmt][1])
-    data = buf.getvalue()
-    return data, np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+CLASSICAL = {"AVIF": range(0, 101), "WebP": range(0, 101), "JPEG": range(1, 96)}  # format -> quality range
 
 
 def match_bits(image: np.ndarray, fmt: str, min_bytes: int) -> tuple[bytes, np.ndarray]:
     """Lowest quality whose file has at least min_bytes (file size grows with quality)."""
-    qualities = list(CLASSICAL[fmt][0])
+    qualities = list(CLASSICAL[fmt])
     lo, hi = 0, len(qualities) - 1
     while lo < hi:
         mid = (lo + hi) // 2
-        if len(classical(image, fmt, qualities[mid])[0]) >= min_bytes:
+        if len(round_trip(image, fmt, qualities[mid])[0]) >= min_bytes:
             hi = mid
         else:
             lo = mid + 1
-    return classical(image, fmt, qualities[lo])
+    return round_trip(image, fmt, qualities[lo])
 
 
 def main() -> int:

@@ -1,0 +1,25 @@
+"""Pillow's classical codecs as one encode-decode round trip, shared by the benchmarks."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from PIL import Image
+
+SAVE_OPTIONS = {  # format -> save options besides quality
+    "AVIF": {},
+    "WebP": {},
+    "JPEG": {"subsampling": 2},
+    "JXL": {},
+}
+
+
+def round_trip(image: np.ndarray, fmt: str, quality: int) -> tuple[bytes, np.ndarray]:
+    """(file bytes, decoded HxWx3 uint8) for one image at one quality."""
+    if fmt == "JXL":
+        import pillow_jxl  # noqa: F401  (importing it registers JXL with Pillow)
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format=fmt, quality=quality, **SAVE_OPTIONS[fmt])
+    data = buf.getvalue()
+    return data, np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
