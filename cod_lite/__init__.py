@@ -7,6 +7,7 @@
 
 from .batch import ConvertSummary, convert
 from .codec import Codec, decode, encode, load_model
+from .evaluate import Evaluation, evaluate
 from .errors import BitstreamError, CheckpointError, CodLiteError, InputError, ModelNotFoundError, OutputError
 from .official import import_official
 from .prior_fit import fit_prior
@@ -18,6 +19,7 @@ __all__ = [
     "Codec",
     "ConvertSummary",
     "CodLiteError",
+    "Evaluation",
     "InputError",
     "ModelNotFoundError",
     "OutputError",
@@ -25,6 +27,7 @@ __all__ = [
     "convert",
     "decode",
     "encode",
+    "evaluate",
     "fit_prior",
     "import_official",
     "load_model",

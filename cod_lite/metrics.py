@@ -1,24 +1,29 @@
-"""Image-quality metrics used to judge codecs: PSNR, MS-SSIM, LPIPS-Alex, LPIPS-VGG, DISTS.
+"""Image-quality metrics used to judge codecs: PSNR, MS-SSIM, LPIPS-Alex, LPIPS-VGG, DISTS per
+image, and FID/KID over patches of a whole set.
 
 All take uint8 HxWx3 arrays, so results do not depend on a caller's float conventions.
-The perceptual networks are loaded once per process (their weights come from
+The networks are loaded once per process (their weights come from
 `python -m cod_lite.perceptual.weights`).
 """
 
 from __future__ import annotations
 
 import functools
+import math
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 
 from .errors import InputError
 
+MS_SSIM_MIN_SIDE = 160  # 11-pixel window after four halvings
+
 
 def _pair(reference: np.ndarray, distorted: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
     if reference.shape != distorted.shape or reference.ndim != 3 or reference.shape[2] != 3:
         raise InputError(f"images must both be HxWx3 of one size, got {reference.shape} and {distorted.shape}")
-    to = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)[None].float() / 255  # noqa: E731
+    to = lambda a: torch.from_numpy(np.array(a, dtype=np.uint8)).permute(2, 0, 1)[None].float() / 255  # noqa: E731
     return to(reference), to(distorted)
 
 
@@ -28,17 +33,30 @@ def psnr(reference: np.ndarray, distorted: np.ndarray) -> float:
 
 
 def ms_ssim(reference: np.ndarray, distorted: np.ndarray) -> float:
+    """NaN for images with a side of 160 pixels or less: its five scales do not fit."""
     from pytorch_msssim import ms_ssim as _ms_ssim
 
     a, b = _pair(reference, distorted)
+    if min(a.shape[-2:]) <= MS_SSIM_MIN_SIDE:
+        return math.nan
     return float(_ms_ssim(a, b, data_range=1.0, size_average=True))
 
 
 @functools.lru_cache(maxsize=None)
-def _network(name: str) -> torch.nn.Module:
+def _network(name: str):  # noqa: ANN202 - a torch module or the Inception feature extractor
     from .perceptual import DISTS, LPIPS
 
+    if name == "inception":
+        from .perceptual.inception import InceptionFeatures
+
+        return InceptionFeatures()
     return DISTS() if name == "dists" else LPIPS(net=name)
+
+
+def preload(fid: bool = False) -> None:
+    """Load the networks now, so a long evaluation fails at its start if weights are missing."""
+    for name in ("alex", "vgg", "dists", *(("inception",) if fid else ())):
+        _network(name)
 
 
 @torch.inference_mode()
@@ -58,5 +76,78 @@ def all_metrics(reference: np.ndarray, distorted: np.ndarray) -> dict[str, float
         "psnr": psnr(reference, distorted),
         "ms_ssim": ms_ssim(reference, distorted),
         "lpips_alex": lpips(reference, distorted, "alex"),
+        "lpips_vgg": lpips(reference, distorted, "vgg"),
         "dists": dists(reference, distorted),
     }
+
+
+# -- set-level metrics ------------------------------------------------------------------------
+
+
+def patches(image: np.ndarray, size: int) -> np.ndarray:
+    """Non-overlapping size x size patches on two grids, offset 0 and size/2 (the protocol of
+    HiFiC and the CoD papers), so patch borders of one grid are patch centres of the other."""
+    height, width = image.shape[:2]
+    out = []
+    for offset in (0, size // 2):
+        for top in range(offset, height - size + 1, size):
+            for left in range(offset, width - size + 1, size):
+                out.append(image[top : top + size, left : left + size])
+    return np.stack(out) if out else np.zeros((0, size, size, 3), np.uint8)
+
+
+def inception_features(images: Sequence[np.ndarray], patch: int | None = 64) -> torch.Tensor:
+    """Pool3 features of every patch of every image (of whole images if patch is None)."""
+    from .perceptual.inception import FEATURES
+
+    feats = []
+    for image in images:
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+            raise InputError(f"images must be HxWx3 uint8, got {image.shape} {image.dtype}")
+        batch = patches(image, patch) if patch else image[None]
+        if len(batch):
+            feats.append(_network("inception")(torch.from_numpy(np.ascontiguousarray(batch)).permute(0, 3, 1, 2)))
+    return torch.cat(feats) if feats else torch.zeros(0, FEATURES, dtype=torch.float64)
+
+
+def fid(real: torch.Tensor, fake: torch.Tensor) -> float:
+    """Frechet distance between Gaussians fitted to two (N, D) feature sets.
+
+    tr sqrt(S1 S2) is computed as the sum of sqrt(eigenvalues) of the symmetric matrix
+    sqrt(S1) S2 sqrt(S1), which has the same spectrum and needs only eigh (no scipy)."""
+    if min(len(real), len(fake)) < 2:
+        raise InputError("FID needs at least 2 samples per set")
+    real, fake = real.double(), fake.double()
+    mu1, mu2 = real.mean(0), fake.mean(0)
+    s1, s2 = torch.cov(real.T), torch.cov(fake.T)
+    vals, vecs = torch.linalg.eigh(s1)
+    root1 = (vecs * vals.clamp(min=0).sqrt()) @ vecs.T
+    cross = torch.linalg.eigvalsh(root1 @ s2 @ root1).clamp(min=0).sqrt().sum()
+    value = float((mu1 - mu2).pow(2).sum() + s1.trace() + s2.trace() - 2 * cross)
+    return max(value, 0.0)  # rank-deficient covariances leave rounding noise around 0 for equal sets
+
+
+def kid(real: torch.Tensor, fake: torch.Tensor, subsets: int = 100, subset_size: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """Kernel Inception Distance: unbiased MMD^2 with the cubic kernel (x.y / D + 1)^3, averaged
+    over random subsets (drawn without replacement, deterministic for a seed); (mean, std)."""
+    m = min(subset_size, len(real), len(fake))
+    if m < 2:
+        raise InputError("KID needs at least 2 samples per set")
+    real, fake = real.double(), fake.double()
+    dim = real.shape[1]
+    rng = np.random.default_rng(seed)
+    scores = []
+    for _ in range(subsets):
+        x = real[torch.from_numpy(rng.choice(len(real), m, replace=False))]
+        y = fake[torch.from_numpy(rng.choice(len(fake), m, replace=False))]
+        kxx, kyy, kxy = ((a @ b.T / dim + 1) ** 3 for a, b in ((x, x), (y, y), (x, y)))
+        off_diagonal = (kxx.sum() - kxx.trace() + kyy.sum() - kyy.trace()) / (m * (m - 1))
+        scores.append(float(off_diagonal - 2 * kxy.mean()))
+    return float(np.mean(scores)), float(np.std(scores))
+
+
+def patch_fid_kid(references: Sequence[np.ndarray], distorted: Sequence[np.ndarray], patch: int = 64) -> dict[str, float]:
+    """FID and KID between the patches of two image sets (patch 64 for Kodak-size images)."""
+    real, fake = inception_features(references, patch), inception_features(distorted, patch)
+    kid_mean, kid_std = kid(real, fake)
+    return {"fid": fid(real, fake), "kid": kid_mean, "kid_std": kid_std, "patches": float(len(real))}

