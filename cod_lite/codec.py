@@ -45,8 +45,13 @@ class Codec:
         self.path = path
         self.prior = prior
         self.max_memory = tiling.parse_memory(max_memory)
-        self.compiled = compile
-        self._quantize, self._reconstruct = fast_path(self.net) if compile else (self.net.quantize, self.net.reconstruct)
+        self.is_compiled = compile
+        methods = (self.net.quantize, self.net.reconstruct)
+        self._quantize, self._reconstruct = tuple(map(compiled, methods)) if compile else methods
+        if compile:  # cache the t = 0 modulation first: a graph compiled without it is recompiled once it exists
+            side = 2 * self.model_config.size_unit // self.model_config.ds  # GroupNorm needs two cells
+            with torch.inference_mode():
+                self.net.reconstruct(torch.zeros(1, side, side, dtype=torch.long, device=self.device))
 
     @property
     def name(self) -> str:
@@ -157,15 +162,14 @@ class Codec:
         return PIL.Image.fromarray(self.reconstruct(indices, height, width), "RGB")
 
 
-def fast_path(net: CodLiteNet) -> tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]:
-    """`net.quantize` and `net.reconstruct` compiled with inductor, weights frozen into the graphs.
+def compiled(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """`fn` (a network method) compiled with inductor, the weights frozen into the graph as constants.
 
-    Compilation happens on the first call of each new image size (tens of seconds on CPU), so it
+    Compilation happens on the first call of each new input size (tens of seconds on CPU), so it
     pays off over many images (`codlite convert --compile`). Freezing needs inference mode, which
-    `Codec` always uses.
+    `Codec` always uses. Channels-last layouts are chosen by inductor's own layout optimisation.
     """
-    options = {"freezing": True}
-    return torch.compile(net.quantize, options=options), torch.compile(net.reconstruct, options=options)
+    return torch.compile(fn, options={"freezing": True})
 
 
 @functools.lru_cache(maxsize=4)
@@ -186,8 +190,8 @@ def load_model(
     """A model by zoo name ('default', a bundled or imported name) or weight-file path.
 
     `max_memory` (bytes, or a size such as '4G') bounds the working memory of one image: above it
-    the image is processed in tiles (docs/performance.md). `compile=True` selects the compiled
-    CPU/GPU fast path (`fast_path`).
+    the image is processed in tiles (docs/performance.md). `compile=True` runs untiled passes
+    through `compiled` (fp32: the same indices, pixels within +-1 of the eager path).
     """
     path = zoo.resolve(name_or_path).resolve()
     return _load_cached(str(path), path.stat().st_mtime_ns, device, tiling.parse_memory(max_memory), compile)
