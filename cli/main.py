@@ -223,3 +223,39 @@ def convert(
     click.echo(summary.report())
     if summary.failed:
         sys.exit(1)
+
+
+@cli.command()
+@click.argument("reference", metavar="REF_DIR")
+@click.argument("decoded", metavar="DEC_DIR", required=False)
+@model_option
+@click.option("--streams", default=None, metavar="DIR", help="Folder of the .cod streams, for bpp (default: DEC_DIR).")
+@click.option("--fid", is_flag=True, help="Also FID/KID over image patches (slow on a CPU).")
+@click.option("--fid-patch", type=click.IntRange(min=16), default=64, show_default=True, help="Patch side for FID/KID.")
+@click.option("--out", default="codlite-evaluation", show_default=True, metavar="PREFIX", help="Writes PREFIX.csv and PREFIX.json.")
+@force_option
+@friendly_errors
+def evaluate(reference: str, decoded: str | None, model: str | None, streams: str | None, fid: bool, fid_patch: int, out: str, force: bool) -> None:
+    """Quality of decoded images: PSNR, MS-SSIM, LPIPS-Alex/VGG, DISTS per image and on average.
+
+    Compares REF_DIR with DEC_DIR (same relative paths; any image format), or, with --model and
+    no DEC_DIR, with REF_DIR compressed and decompressed by that model. Exit code 1 if any
+    image could not be evaluated.
+    """
+    if decoded is None and model is None:
+        raise cod_lite.InputError("give DEC_DIR, or --model to compress REF_DIR itself")
+    outputs = [Path(f"{out}.csv"), Path(f"{out}.json")]
+    for path in outputs:
+        if path.exists() and not force:
+            raise cod_lite.OutputError(f"'{path}' already exists (use --force to replace it)")
+
+    def report(path: str, message: str) -> None:
+        click.echo(f"codlite: failed: {path}: {message}", err=True)
+
+    result = cod_lite.evaluate(reference, decoded, model=model, streams_dir=streams, fid=fid, fid_patch=fid_patch, on_failure=report)
+    click.echo(result.table())
+    for path, text in zip(outputs, (result.to_csv(), result.to_json())):
+        atomic_write(path, text.encode(), overwrite=force)
+    click.echo(f"wrote {' and '.join(str(p) for p in outputs)}")
+    if result.failed or not result.rows:
+        sys.exit(1)

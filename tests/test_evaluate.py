@@ -1,0 +1,114 @@
+"""`cod_lite.evaluate` / `codlite evaluate`: pairing, known metric values, bpp, outputs, failures."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+import cod_lite
+from cod_lite import metrics
+from cod_lite_cli.main import cli
+
+
+@pytest.fixture
+def perceptual_home(isolated_home, weights_dir):
+    (isolated_home / "perceptual").symlink_to(weights_dir, target_is_directory=True)
+
+
+def _photo(seed: int, size: int = 176) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size]
+    base = np.stack([xx * 3, yy * 3, (xx + yy) * 2], -1) + rng.normal(0, 10, (size, size, 3))
+    return np.clip(base, 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def folders(tmp_path):
+    """ref/a.png, ref/sub/b.png; dec/a.png identical, dec/sub/b.webp off by exactly 1 everywhere,
+    and a 128-byte stream dec/sub/b.cod for the rate."""
+    ref, dec = tmp_path / "ref", tmp_path / "dec"
+    (ref / "sub").mkdir(parents=True)
+    (dec / "sub").mkdir(parents=True)
+    a, b = _photo(0), _photo(1)
+    b[b == 255] = 254
+    Image.fromarray(a).save(ref / "a.png")
+    Image.fromarray(b).save(ref / "sub" / "b.png")
+    Image.fromarray(a).save(dec / "a.png")
+    Image.fromarray(b + 1).save(dec / "sub" / "b.webp", lossless=True)
+    (dec / "sub" / "b.cod").write_bytes(bytes(128))
+    return ref, dec
+
+
+def test_known_values_on_known_pairs(folders, perceptual_home):
+    ref, dec = folders
+    result = cod_lite.evaluate(ref, dec, progress=False)
+    rows = {row["image"]: row for row in result.rows}
+    assert set(rows) == {"a.png", "sub/b.png"} and not result.failed
+    same, off_by_one = rows["a.png"], rows["sub/b.png"]
+    assert same["psnr"] == math.inf
+    assert same["ms_ssim"] == pytest.approx(1.0, abs=1e-6)
+    assert same["lpips_alex"] == pytest.approx(0.0, abs=1e-6) and same["dists"] == pytest.approx(0.0, abs=1e-6)
+    assert off_by_one["psnr"] == pytest.approx(10 * math.log10(255**2), abs=1e-9)  # MSE exactly 1
+    assert 0 < off_by_one["lpips_vgg"] < 0.05
+    assert same["bpp"] is None and off_by_one["bytes"] == 128
+    assert off_by_one["bpp"] == pytest.approx(8 * 128 / 176**2)
+    assert result.means["bpp"] == pytest.approx(8 * 128 / 176**2)
+
+
+def test_cli_writes_table_csv_json_and_refuses_to_overwrite(folders, perceptual_home, tmp_path):
+    ref, dec = folders
+    prefix = tmp_path / "report"
+    result = CliRunner().invoke(cli, ["evaluate", str(ref), str(dec), "--out", str(prefix)])
+    assert result.exit_code == 0, result.output
+    assert "sub/b.png" in result.stdout and "mean" in result.stdout
+    table = list(csv.DictReader(io.StringIO((tmp_path / "report.csv").read_text())))
+    assert [r["image"] for r in table] == ["a.png", "sub/b.png", "mean"]
+    doc = json.loads((tmp_path / "report.json").read_text())
+    assert doc["images"][0]["psnr"] is None  # infinite PSNR stays valid JSON
+    assert doc["mean"]["bpp"] == pytest.approx(8 * 128 / 176**2)
+
+    before = (tmp_path / "report.csv").read_bytes()
+    again = CliRunner().invoke(cli, ["evaluate", str(ref), str(dec), "--out", str(prefix)])
+    assert again.exit_code != 0 and "already exists" in again.stderr
+    assert (tmp_path / "report.csv").read_bytes() == before
+
+
+def test_missing_or_mismatched_decoded_images_are_reported_and_fail_the_run(folders, perceptual_home, tmp_path):
+    ref, dec = folders
+    (dec / "sub" / "b.webp").unlink()
+    Image.fromarray(_photo(2, 32)).save(dec / "a.png")
+    result = CliRunner().invoke(cli, ["evaluate", str(ref), str(dec), "--out", str(tmp_path / "r")])
+    assert result.exit_code == 1
+    assert "a.png: decoded size 32x32 differs" in result.stderr
+    assert math.isnan(metrics.ms_ssim(_photo(3, 160), _photo(4, 160)))
+    assert "no decoded image for 'sub/b.png'" in result.stderr
+    assert "Traceback" not in result.output
+
+
+def test_model_mode_round_trips_in_memory(folders, perceptual_home, parity_codec):
+    ref, _ = folders
+    result = cod_lite.evaluate(ref, model=parity_codec, progress=False)
+    assert len(result.rows) == 2
+    for row in result.rows:
+        stream = parity_codec.encode(ref / row["image"])
+        assert row["bytes"] == len(stream)
+        decoded = np.asarray(parity_codec.decode(stream))
+        assert row["psnr"] == pytest.approx(metrics.psnr(np.asarray(Image.open(ref / row["image"])), decoded))
+
+
+def test_bad_arguments_are_one_line_errors(folders, tmp_path):
+    ref, dec = folders
+    runner = CliRunner()
+    neither = runner.invoke(cli, ["evaluate", str(ref)])
+    assert neither.exit_code != 0 and "give DEC_DIR, or --model" in neither.stderr
+    missing = runner.invoke(cli, ["evaluate", str(tmp_path / "nope"), str(dec), "--out", str(tmp_path / "x")])
+    assert missing.exit_code != 0 and "is not a folder" in missing.stderr
+    with pytest.raises(cod_lite.InputError, match="not both"):
+        cod_lite.evaluate(ref, dec, model="default")
