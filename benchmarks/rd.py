@@ -4,6 +4,9 @@
     python benchmarks/rd.py --images 2 --points 2 --no-fid  # quick check of the whole pipeline
     python benchmarks/rd.py --codecs cod-lite AVIF JXL --data path/to/pngs --out /tmp/rd
 
+Rows are cached in --out/rows.json (keyed by codec, setting, model weights, image names and
+whether FID was computed), so an interrupted or extended run only computes what is missing.
+
 Each classical codec is swept over fixed qualities chosen to span about 0.02-1 bpp on Kodak as
 far as it can go (JPEG and JXL bottom out near 0.2 bpp, AVIF near 0.09). Every setting is
 encoded once per image; PSNR, MS-SSIM, LPIPS-Alex and DISTS are means over the images, FID and
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -160,23 +164,34 @@ def main() -> int:
         print("this cod_lite has no metrics.patch_fid_kid for FID; update it or run with --no-fid", file=sys.stderr)
         return 1
     references = [load_image(path) for path in files]
+    args.out.mkdir(parents=True, exist_ok=True)
+    cache_file = args.out / "rows.json"
+    cache = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
+    names = ",".join(path.name for path in files)
+
+    def cached(codec: str, setting: str, version: str, encode: Callable[[], RoundTrip]) -> dict[str, str | float]:
+        key = f"{codec}|{setting}|{version}|{fid is not None}|{names}"
+        if key not in cache:
+            cache[key] = score(codec, setting, references, encode(), fid)
+            cache_file.write_text(json.dumps(cache, indent=1))
+        return cache[key]
+
     rows = []
     if OURS in args.codecs:
         bundled = [m for m in cod_lite.available_models() if m.origin == "bundled"]
         for info in sorted(bundled, key=lambda m: m.config.nominal_bpp):
-            rows.append(score(OURS, info.name, references, model_round_trip(info.name), fid))
+            rows.append(cached(OURS, info.name, info.weights_sha256[:16], lambda n=info.name: model_round_trip(n)))
     for fmt in (f for f in QUALITIES if f in args.codecs):
         qualities = QUALITIES[fmt]
         if args.points:
             picks = np.linspace(0, len(qualities) - 1, args.points).round().astype(int)
             qualities = tuple(dict.fromkeys(qualities[i] for i in picks))
         for quality in qualities:
-            rows.append(score(fmt, f"q={quality}", references, lambda image, f=fmt, q=quality: round_trip(image, f, q), fid))
+            rows.append(cached(fmt, f"q={quality}", "", lambda f=fmt, q=quality: lambda image: round_trip(image, f, q)))
     if not rows:
         print("no codecs to run (no bundled models and no classical codec chosen)", file=sys.stderr)
         return 1
     bd = bd_rates(rows) if OURS in args.codecs else {}
-    args.out.mkdir(parents=True, exist_ok=True)
     with open(args.out / "rd.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
         writer.writeheader()
