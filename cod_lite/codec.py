@@ -48,7 +48,11 @@ class Codec:
         self.is_compiled = compile
         methods = (self.net.quantize, self.net.reconstruct)
         self._quantize, self._reconstruct = tuple(map(compiled, methods)) if compile else methods
-        if compile:  # cache the t = 0 modulation first: a graph compiled without it is recompiled once it exists
+        if compile:
+            # channels_last weights (the net is converted in place) were as fast or faster compiled;
+            # images already arrive channels_last (an HxWx3 array permuted)
+            self.net.to(memory_format=torch.channels_last)
+            # cache the t = 0 modulation first: a graph compiled without it is recompiled once it exists
             side = 2 * self.model_config.size_unit // self.model_config.ds  # GroupNorm needs two cells
             with torch.inference_mode():
                 self.net.reconstruct(torch.zeros(1, side, side, dtype=torch.long, device=self.device))
@@ -165,9 +169,10 @@ class Codec:
 def compiled(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
     """`fn` (a network method) compiled with inductor, the weights frozen into the graph as constants.
 
-    Compilation happens on the first call of each new input size (tens of seconds on CPU), so it
-    pays off over many images (`codlite convert --compile`). Freezing needs inference mode, which
-    `Codec` always uses. Channels-last layouts are chosen by inductor's own layout optimisation.
+    Compilation happens on the first call of each new input size (tens of seconds to minutes on a
+    CPU), so it pays off over many images (`codlite convert --compile`). Freezing needs inference
+    mode, which `Codec` always uses. fp32 only: bf16 moved indices and pixels too far on the CPU
+    measured (docs/performance.md).
     """
     return torch.compile(fn, options={"freezing": True})
 
@@ -191,7 +196,8 @@ def load_model(
 
     `max_memory` (bytes, or a size such as '4G') bounds the working memory of one image: above it
     the image is processed in tiles (docs/performance.md). `compile=True` runs untiled passes
-    through `compiled` (fp32: the same indices, pixels within +-1 of the eager path).
+    through `compiled` (fp32; a changed summation order can flip near-tied indices, and pixels
+    may move by 1).
     """
     path = zoo.resolve(name_or_path).resolve()
     return _load_cached(str(path), path.stat().st_mtime_ns, device, tiling.parse_memory(max_memory), compile)
