@@ -202,10 +202,12 @@ def fit_prior(model_name: str, images: str, output: str, max_images: int | None,
 @click.option("--force", "-f", is_flag=True, help="Redo files whose output already exists.")
 @memory_option
 @click.option("--compile", "compile_", is_flag=True, help="Compile the network first (slow start, faster per file; see docs/performance.md).")
+@click.option("--device", default=None, help="torch device, e.g. cpu or cuda:0 [default: cuda if available, else cpu]")
+@click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Same-size files per network call [default: 8 on a GPU, 1 on a CPU]")
 @friendly_errors
 def convert(
     src: str, dst: str, model: str | None, decompress: bool, image_format: str, workers: int, shard: str | None, force: bool,
-    max_memory: str, compile_: bool,
+    max_memory: str, compile_: bool, device: str | None, batch_size: int | None,
 ) -> None:
     """Convert a whole folder (recursively) into DST, mirroring its tree.
 
@@ -219,6 +221,7 @@ def convert(
     summary = cod_lite.convert(
         src, dst, model=model, decompress=decompress, image_format=image_format, workers=workers,
         shard=shard, force=force, on_failure=report, max_memory=parse_memory(max_memory), compile=compile_,
+        device=device, batch_size=batch_size,
     )
     click.echo(summary.report())
     if summary.failed:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import os
 from pathlib import Path
+from collections.abc import Sequence
 from typing import Any, Callable, Union
 
 import numpy as np
@@ -38,7 +39,7 @@ class Codec:
         max_memory: int | str = tiling.DEFAULT_MAX_MEMORY,
         compile: bool = False,
     ) -> None:
-        self.device = torch.device(device or "cpu")
+        self.device = torch_device(device)
         self.net = net.to(self.device).eval()
         self.model_config: ModelConfig = net.config
         self.weights_sha256 = weights_sha256
@@ -90,8 +91,7 @@ class Codec:
         pixels = load_image(image)
         height, width = pixels.shape[:2]
         ph, pw = self._padded_size(height, width)
-        if (ph, pw) != (height, width):
-            pixels = np.pad(pixels, ((0, ph - height), (0, pw - width), (0, 0)), mode="edge")
+        pixels = _pad_edge(pixels, ph, pw)
         with torch.inference_mode():
             if tiling.quantize_bytes(self.model_config, ph, pw) > self.max_memory:
                 return tiling.quantize_tiled(self.net, pixels, self.max_memory, self.device)
@@ -119,8 +119,26 @@ class Codec:
         """Image (path, PIL image or HxWx3 uint8 array) -> a cod-lite v1 stream, entropy-coded with
         whichever of `methods` (default: all the model supports) gives the smallest payload."""
         pixels = load_image(image)
-        height, width = pixels.shape[:2]
-        indices = self.quantize(pixels)
+        return self._stream(self.quantize(pixels), *pixels.shape[:2], methods)
+
+    def encode_many(self, images: Sequence[ImageLike], methods: tuple[int, ...] | None = None) -> list[bytes]:
+        """Streams for several images. Images of one size share network calls, as many per call as
+        `max_memory` allows: what keeps a GPU busy. Each stream equals what `encode` makes of its
+        image, up to summation order (batched kernels may flip a near-tied index)."""
+        pixels = [load_image(image) for image in images]
+        indices: list[np.ndarray | None] = [None] * len(pixels)
+        for group in self._batches([self._padded_size(*p.shape[:2]) for p in pixels], tiling.quantize_bytes):
+            padded = [_pad_edge(pixels[i], *self._padded_size(*pixels[i].shape[:2])) for i in group]
+            with torch.inference_mode():
+                grids = self._quantize(torch.cat([tiling.image_tensor(p, self.device) for p in padded]))
+            for i, grid in zip(group, grids.cpu().numpy().astype(np.int64)):
+                indices[i] = grid
+        return [
+            self._stream(grid if grid is not None else self.quantize(p), *p.shape[:2], methods)
+            for p, grid in zip(pixels, indices)
+        ]
+
+    def _stream(self, indices: np.ndarray, height: int, width: int, methods: tuple[int, ...] | None) -> bytes:
         method, payload = encode_grid(indices, self.model_config.codebook_bits, self.prior, methods)
         header = bitstream.StreamHeader(
             model_name=self.name,
@@ -132,6 +150,21 @@ class Codec:
             payload=payload,
         )
         return bitstream.serialize(header)
+
+    def _batches(self, sizes: list[tuple[int, int]], cost: Callable[[ModelConfig, int, int], int]) -> list[list[int]]:
+        """Positions of equal padded sizes, in groups whose summed `cost` fits `max_memory`; an image
+        too large to batch is left out (the single-image path tiles it)."""
+        groups: dict[tuple[int, int], list[int]] = {}
+        for i, size in enumerate(sizes):
+            groups.setdefault(size, []).append(i)
+        out = []
+        for (height, width), members in groups.items():
+            per_image = cost(self.model_config, height, width)
+            if per_image > self.max_memory:
+                continue
+            step = max(1, self.max_memory // per_image)
+            out += [members[k : k + step] for k in range(0, len(members), step)]
+        return out
 
     def decode_indices(self, data: bytes) -> tuple[np.ndarray, int, int]:
         """Stream -> (index grid, height, width) after checking it belongs to this model."""
@@ -155,6 +188,20 @@ class Codec:
         indices, height, width = self.decode_indices(data)
         return PIL.Image.fromarray(self.reconstruct(indices, height, width), "RGB")
 
+    def decode_many(self, streams: Sequence[bytes]) -> list[np.ndarray]:
+        """HxWx3 uint8 images for several streams; like `encode_many`, images of one size share
+        network calls."""
+        parsed = [self.decode_indices(data) for data in streams]
+        images: list[np.ndarray | None] = [None] * len(parsed)
+        sizes = [self._padded_size(height, width) for _, height, width in parsed]
+        for group in self._batches(sizes, tiling.reconstruct_bytes):
+            idx = torch.from_numpy(np.stack([parsed[i][0] for i in group])).to(self.device)
+            with torch.inference_mode():
+                out = to_uint8(self._reconstruct(idx)).cpu().numpy()
+            for i, image in zip(group, out):
+                images[i] = np.ascontiguousarray(image[: parsed[i][1], : parsed[i][2]])
+        return [image if image is not None else self.reconstruct(*p) for image, p in zip(images, parsed)]
+
     def decode_reference(self, data: bytes) -> PIL.Image.Image:
         """A `.cod` file in the authors' layout (which does not say which model made it)."""
         width, height, payload = bitstream.read_reference_cod(data)
@@ -164,6 +211,24 @@ class Codec:
         count = (height // ds) * (width // ds)
         indices = unpack_indices(payload, self.model_config.codebook_bits, count).reshape(height // ds, width // ds)
         return PIL.Image.fromarray(self.reconstruct(indices, height, width), "RGB")
+
+
+def torch_device(name: str | None) -> torch.device:
+    """A torch device by name (default CPU), or InputError for a bad name or a missing GPU."""
+    try:
+        device = torch.device(name or "cpu")
+    except RuntimeError:
+        raise InputError(f"unknown device '{name}'") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device '{name}' asked for, but CUDA is not available here")
+    return device
+
+
+def _pad_edge(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Replicate the last row/column up to height x width (the container's pad mode 0)."""
+    if pixels.shape[:2] == (height, width):
+        return pixels
+    return np.pad(pixels, ((0, height - pixels.shape[0]), (0, width - pixels.shape[1]), (0, 0)), mode="edge")
 
 
 def compiled(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -214,9 +279,10 @@ def decode(
     *,
     max_memory: int | str = tiling.DEFAULT_MAX_MEMORY,
     compile: bool = False,
+    device: str | None = None,
 ) -> PIL.Image.Image:
     """Decompress a stream; with model=None the stream's own model identity picks the weights."""
     if model is None:
         header = bitstream.parse(data)
         model = zoo.find_by_identity(header.model_name, header.model_hash)
-    return load_model(model, max_memory=max_memory, compile=compile).decode(data)
+    return load_model(model, device, max_memory=max_memory, compile=compile).decode(data)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import torch
 import pytest
 from click.testing import CliRunner
 from PIL import Image
@@ -84,3 +85,52 @@ def test_cli_convert_exit_code_and_summary(photos, tmp_path, parity_weights):
     assert ok.exit_code == 0 and "1 converted, 0 failed" in ok.stdout
     bad = CliRunner().invoke(cli, ["convert", str(clean), str(tmp_path / "o3"), "--shard", "2/2", "--model", str(parity_weights)])
     assert bad.exit_code != 0 and "shard" in bad.stderr
+
+
+def test_encode_many_and_decode_many_match_one_by_one(parity_codec):
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 256, (64, 96, 3), dtype=np.uint8) for _ in range(3)]
+    images.insert(1, rng.integers(0, 256, (50, 77, 3), dtype=np.uint8))  # another size between them
+    streams = parity_codec.encode_many(images)
+    singles = [parity_codec.encode(image) for image in images]
+    for batched, single in zip(streams, singles):
+        assert np.array_equal(parity_codec.decode_indices(batched)[0], parity_codec.decode_indices(single)[0])
+    decoded = parity_codec.decode_many(streams)
+    for image, stream, out in zip(images, streams, decoded):
+        assert out.shape == image.shape
+        one = np.asarray(parity_codec.decode(stream)).astype(int)
+        assert np.abs(out.astype(int) - one).max() <= 1
+
+
+def test_batches_respect_the_memory_budget(parity_weights):
+    from cod_lite import tiling
+
+    per_image = tiling.quantize_bytes(cod_lite.load_model(parity_weights).model_config, 64, 96)
+    codec = cod_lite.load_model(parity_weights, max_memory=2 * per_image + 1)
+    assert codec._batches([(64, 96)] * 5 + [(48, 80)], tiling.quantize_bytes) == [[0, 1], [2, 3], [4], [5]]
+    tight = cod_lite.load_model(parity_weights, max_memory=per_image - 1)
+    assert tight._batches([(64, 96)] * 2, tiling.quantize_bytes) == []  # left to the tiled single-image path
+
+
+def test_batched_convert_equals_unbatched_and_keeps_per_file_errors(photos, tmp_path, parity_weights):
+    for name in ("d.png", "e.png"):  # two more of a.png's size, so a batch forms
+        Image.fromarray(np.random.default_rng(len(name)).integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(photos / name)
+    one, many = tmp_path / "one", tmp_path / "many"
+    cod_lite.convert(photos, one, model=parity_weights, progress=False, batch_size=1)
+    summary = cod_lite.convert(photos, many, model=parity_weights, progress=False, batch_size=4)
+    assert summary.done == 5 and sorted(p.split("/")[-1] for p, _ in summary.failed) == ["broken.png", "notes.txt"]
+    codec = cod_lite.load_model(parity_weights)
+    for stream in one.rglob("*.cod"):
+        batched = many / stream.relative_to(one)
+        assert np.array_equal(codec.decode_indices(stream.read_bytes())[0], codec.decode_indices(batched.read_bytes())[0])
+    (many / "trip" / "b.cod").write_bytes(b"not a stream")
+    back = cod_lite.convert(many, tmp_path / "back", decompress=True, model=parity_weights, progress=False, batch_size=8)
+    assert back.done == 4 and [p.split("/")[-1] for p, _ in back.failed] == ["b.cod"]
+
+
+def test_unknown_or_missing_device_is_a_clear_error(photos, tmp_path, parity_weights):
+    with pytest.raises(cod_lite.InputError, match="unknown device 'gpu0'"):
+        cod_lite.convert(photos, tmp_path / "x", model=parity_weights, device="gpu0", progress=False)
+    if not torch.cuda.is_available():
+        result = CliRunner().invoke(cli, ["convert", str(photos), str(tmp_path / "y"), "--model", str(parity_weights), "--device", "cuda"])
+        assert result.exit_code != 0 and "CUDA is not available" in result.stderr and "Traceback" not in result.output
