@@ -47,6 +47,13 @@ def _windows(t: torch.Tensor, hp: int, wp: int) -> torch.Tensor:
     return t.permute(0, 2, 4, 3, 5, 1).reshape(-1, WINDOW * WINDOW, c)
 
 
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """Single-head attention over (N, L, C). The explicit head axis matters: with 3-D inputs
+    torch's CPU dispatch falls back to the math kernel, which materialises every L x L score
+    matrix at once (measured 2.4 GB vs 129 MB for 256 windows of 1024 cells)."""
+    return F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None])[:, 0]
+
+
 class AttnBlock(nn.Module):
     """Single-head spatial self-attention.
 
@@ -69,14 +76,14 @@ class AttnBlock(nn.Module):
         b, c, height, width = q.shape
         if height <= WINDOW and width <= WINDOW:
             seq = lambda t: t.reshape(b, c, height * width).transpose(1, 2)  # noqa: E731
-            out = F.scaled_dot_product_attention(seq(q), seq(k), seq(v))
+            out = _attend(seq(q), seq(k), seq(v))
             out = out.transpose(1, 2).reshape(b, c, height, width)
         else:
             hp = math.ceil(height / WINDOW) * WINDOW
             wp = math.ceil(width / WINDOW) * WINDOW
             pad = (0, wp - width, 0, hp - height)
             q, k, v = (_windows(F.pad(t, pad, mode="replicate"), hp, wp) for t in (q, k, v))
-            out = F.scaled_dot_product_attention(q, k, v)
+            out = _attend(q, k, v)
             out = out.reshape(b, hp // WINDOW, wp // WINDOW, WINDOW, WINDOW, c)
             out = out.permute(0, 5, 1, 3, 2, 4).reshape(b, c, hp, wp)[:, :, :height, :width]
         return x + self.proj_out(out)
