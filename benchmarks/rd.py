@@ -159,11 +159,11 @@ def main() -> int:
     if not files:
         print(f"no PNG images in {args.data} (expected Kodak in ../shared/data/kodak next to the project)", file=sys.stderr)
         return 1
-    fid = None if args.no_fid else getattr(metrics, "patch_fid_kid", None)  # looked up late: it is newer than the rest
-    if fid is None and not args.no_fid:
-        print("this cod_lite has no metrics.patch_fid_kid for FID; update it or run with --no-fid", file=sys.stderr)
-        return 1
     references = [load_image(path) for path in files]
+    fid = None
+    if not args.no_fid:
+        real = metrics.inception_features(references, FID_PATCH)  # once, not per setting
+        fid = lambda refs, decoded, patch: metrics.patch_fid_kid(real, decoded, patch)  # noqa: E731
     args.out.mkdir(parents=True, exist_ok=True)
     cache_file = args.out / "rows.json"
     cache = json.loads(cache_file.read_text()) if cache_file.is_file() else {}

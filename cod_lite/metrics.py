@@ -146,8 +146,12 @@ def kid(real: torch.Tensor, fake: torch.Tensor, subsets: int = 100, subset_size:
     return float(np.mean(scores)), float(np.std(scores))
 
 
-def patch_fid_kid(references: Sequence[np.ndarray], distorted: Sequence[np.ndarray], patch: int = 64) -> dict[str, float]:
-    """FID and KID between the patches of two image sets (patch 64 for Kodak-size images)."""
-    real, fake = inception_features(references, patch), inception_features(distorted, patch)
+def patch_fid_kid(
+    references: Sequence[np.ndarray] | torch.Tensor, distorted: Sequence[np.ndarray], patch: int = 64
+) -> dict[str, float]:
+    """FID and KID between the patches of two image sets (patch 64 for Kodak-size images).
+    `references` may also be their `inception_features`, computed once for many comparisons."""
+    real = references if isinstance(references, torch.Tensor) else inception_features(references, patch)
+    fake = inception_features(distorted, patch)
     kid_mean, kid_std = kid(real, fake)
     return {"fid": fid(real, fake), "kid": kid_mean, "kid_std": kid_std, "patches": float(len(real))}
