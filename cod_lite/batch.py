@@ -187,21 +187,25 @@ def _convert_chunk(codec: Codec | None, loaded: list[tuple[Path, Path, Any]], de
     the network together (`encode_many`/`decode_many`); if that fails, one by one, so an error
     is charged to the file that caused it."""
     inputs = [data for _, _, data in loaded]
-    try:
-        if codec is None:  # each stream names its own model
-            raise LookupError
-        results: list[Any] = codec.decode_many(inputs) if decompress else codec.encode_many(inputs)
-    except Exception:  # noqa: BLE001 - retried file by file below
-        results = []
-        for data in inputs:
-            try:
-                if not decompress:
-                    results.append(codec.encode(data))
-                else:
-                    results.append(np.asarray(codec.decode(data) if codec else decode(data, **options)))
-            except Exception as e:  # noqa: BLE001
-                results.append(e)
-    return [(source, out, data, result) for (source, out, data), result in zip(loaded, results)]
+    return [(source, out, data, result) for (source, out, data), result in zip(loaded, _run(codec, inputs, decompress, options))]
+
+
+def _run(codec: Codec | None, inputs: list[Any], decompress: bool, options: dict[str, Any]) -> list[Any]:
+    if codec is not None:  # without one, each stream names its own model: file by file
+        try:
+            return codec.decode_many(inputs) if decompress else codec.encode_many(inputs)
+        except Exception:  # noqa: BLE001 - retried file by file below
+            pass
+    results: list[Any] = []
+    for data in inputs:
+        try:
+            if not decompress:
+                results.append(codec.encode(data))
+            else:
+                results.append(np.asarray(codec.decode(data) if codec else decode(data, **options)))
+        except Exception as e:  # noqa: BLE001
+            results.append(e)
+    return results
 
 
 def _prefetch(pool: ThreadPoolExecutor, todo: list[tuple[Path, Path]], decompress: bool, depth: int) -> Iterator[tuple[Path, Path, Future]]:
