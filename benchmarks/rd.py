@@ -4,8 +4,9 @@
     python benchmarks/rd.py --images 2 --points 2 --no-fid  # quick check of the whole pipeline
     python benchmarks/rd.py --codecs cod-lite AVIF JXL --data path/to/pngs --out /tmp/rd
 
-Rows are cached in --out/rows.json (keyed by codec, setting, model weights, image names and
-whether FID was computed), so an interrupted or extended run only computes what is missing.
+Rows are cached in --out/rows.json (keyed by codec, setting, model weights and image names), so
+an interrupted or extended run only computes what is missing: adding FID to a --no-fid run
+decodes again but reuses the other metrics.
 
 Each classical codec is swept over fixed qualities chosen to span about 0.02-1 bpp on Kodak as
 far as it can go (JPEG and JXL bottom out near 0.2 bpp, AVIF near 0.09). Every setting is
@@ -58,20 +59,21 @@ FidFn = Callable[..., dict[str, float]]
 RoundTrip = Callable[[np.ndarray], tuple[bytes, np.ndarray]]  # image -> (file bytes, decoded image)
 
 
-def score(codec: str, setting: str, references: list[np.ndarray], encode: RoundTrip, fid: FidFn | None) -> dict[str, str | float]:
-    """One row: mean bpp and metrics over the images, and FID/KID over all their decodings."""
+def score(codec: str, setting: str, references: list[np.ndarray], encode: RoundTrip, fid: FidFn | None, *, image_metrics: bool = True) -> dict[str, str | float]:
+    """One row: mean bpp and (unless cached already) metrics over the images, and FID/KID over all their decodings."""
     row: dict[str, str | float] = {"codec": codec, "setting": setting}
     decoded = []
     for image in references:
         data, out = encode(image)
-        values = {"bpp": 8 * len(data) / (image.shape[0] * image.shape[1]), **metrics.all_metrics(image, out)}
+        values = {"bpp": 8 * len(data) / (image.shape[0] * image.shape[1])}
+        values.update(metrics.all_metrics(image, out) if image_metrics else {})
         for key, value in values.items():
             row[key] = row.get(key, 0.0) + value / len(references)
         decoded.append(out)
     if fid is not None:
         result = fid(references, decoded, patch=FID_PATCH)
         row.update(fid=float(result["fid"]), kid=float(result["kid"]))
-    print(f"{codec} {setting}: {row['bpp']:.4f} bpp, LPIPS-Alex {row['lpips_alex']:.4f}", file=sys.stderr)
+    print(f"{codec} {setting}: {row['bpp']:.4f} bpp" + (f", LPIPS-Alex {row['lpips_alex']:.4f}" if image_metrics else ""), file=sys.stderr)
     return row
 
 
@@ -170,11 +172,13 @@ def main() -> int:
     names = ",".join(path.name for path in files)
 
     def cached(codec: str, setting: str, version: str, encode: Callable[[], RoundTrip]) -> dict[str, str | float]:
-        key = f"{codec}|{setting}|{version}|{fid is not None}|{names}"
-        if key not in cache:
-            cache[key] = score(codec, setting, references, encode(), fid)
+        key = f"{codec}|{setting}|{version}|{names}"
+        row = cache.get(key, {})
+        if not row or (fid is not None and "fid" not in row):
+            new = score(codec, setting, references, encode(), fid if "fid" not in row else None, image_metrics=not row)
+            cache[key] = row = {**row, **new}
             cache_file.write_text(json.dumps(cache, indent=1))
-        return cache[key]
+        return row if fid is not None else {k: v for k, v in row.items() if k not in ("fid", "kid")}
 
     rows = []
     if OURS in args.codecs:
