@@ -150,3 +150,22 @@ def test_ddp_two_cpu_processes(folder, tmp_path):
     steps = [json.loads(line)["step"] for line in (tmp_path / "ddp" / "train.log").read_text().splitlines()]
     assert steps == [1, 2, 3]  # one log: only rank 0 writes
     load_weights(tmp_path / "ddp" / "last.safetensors")
+
+
+def test_freeze_encoder_keeps_the_indices_and_trains_a_smaller_decoder(folder, tmp_path):
+    torch.manual_seed(0)
+    source = train(settings(folder, tmp_path / "big", "onestep", steps=20), TINY)
+    small = ModelConfig(**{**TINY.to_dict(), "hidden_size_x": 4, "num_blocks": 1})
+    path = train(settings(folder, tmp_path / "small", "onestep", steps=30, init=str(source), freeze_encoder=True, log_every=5), small)
+    before, after = load_weights(source)[1], load_weights(path)[1]
+    frozen = [k for k in after if k.startswith(("y_embedder.encoder.", "y_embedder.bottleneck."))]
+    assert frozen and all(torch.equal(before[k], after[k]) for k in frozen)
+    nets = []
+    for config, state in ((TINY, before), (small, after)):
+        nets.append(CodLiteNet(config))
+        nets[-1].load_state_dict(state)
+    x = CropSampler(folder, 32, seed=7).batch(4)
+    with torch.no_grad():
+        assert torch.equal(nets[0].quantize(x), nets[1].quantize(x))
+    log = read_log(tmp_path / "small" / "train.log")
+    assert log[-1]["l1"] < log[0]["l1"], [r["l1"] for r in log]

@@ -55,6 +55,7 @@ class TrainSettings:
     adversarial: float = 0.0
     d_lr: float = 2e-4
     compile: bool = False
+    freeze_encoder: bool = False
 
 
 def lr_factor(step: int, settings: TrainSettings) -> float:
@@ -103,6 +104,9 @@ def train(settings: TrainSettings, config: ModelConfig) -> Path:
         loaded = load_matching(net, init_state)
         print(f"initialised {loaded} of {len(net.state_dict())} tensors from {settings.init}")
     net.to(device).train()
+    if settings.freeze_encoder:  # the indices, and so an --init model's fitted prior, stay valid
+        net.y_embedder.encoder.requires_grad_(False).eval()
+        net.y_embedder.bottleneck.requires_grad_(False)
     ema = copy.deepcopy(net).eval().requires_grad_(False)
     if ema_file.exists() and state_file.exists():
         ema.load_state_dict(load_weights(ema_file)[1])
@@ -184,7 +188,7 @@ def train(settings: TrainSettings, config: ModelConfig) -> Path:
             log.flush()
         if step % settings.log_every == 0:
             window.clear()
-        if step % settings.restart_every == 0 and step < 0.8 * settings.steps:  # let the EMA settle at the end
+        if step % settings.restart_every == 0 and step < 0.8 * settings.steps and not settings.freeze_encoder:  # let the EMA settle at the end
             restarted = usage.restart_dead(net.y_embedder.bottleneck, z) if rank == 0 else 0
             if distributed:
                 dist.broadcast(net.y_embedder.bottleneck.embedding.weight.data, 0)

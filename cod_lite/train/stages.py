@@ -9,7 +9,10 @@
 - `distill`: the one-step student learns from a frozen multi-step teacher (a `pretrain` model,
   sampled with `teacher_steps` Euler steps of the rectified flow) under LPIPS-Alex, plus a
   hinge GAN loss against a discriminator on frozen VGG16 features, plus the one-step losses.
-All stages train the condition codec jointly (straight-through VQ). `align` > 0 adds feature
+All stages train the condition codec jointly (straight-through VQ) unless `freeze_encoder`
+keeps the encoder and codebook fixed: then the indices never change, so a smaller or retrained
+decoder can reuse an existing model's encoder and fitted prior, and a step skips the encoder's
+backward pass. `align` > 0 adds feature
 alignment: a middle DiCo block's hidden state, through a small trainable projector, is pulled
 (cosine) towards frozen VGG16 relu5_3 features of the target image, which sit on the same
 1/16 grid. The paper uses DINOv2 for alignment and its discriminator; DINOv2's weights are not
@@ -131,8 +134,9 @@ class Objective(nn.Module):
     def forward(self, x01: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
         """-> (losses with 'total', encoder output z, VQ indices, prediction in [-1, 1])."""
         net, s = self.net, self.settings
-        z = net.y_embedder.encoder(x01)
-        zq, indices, vq_loss = quantize(net.y_embedder.bottleneck, z)
+        with torch.set_grad_enabled(not s.freeze_encoder and torch.is_grad_enabled()):
+            z = net.y_embedder.encoder(x01)
+            zq, indices, vq_loss = quantize(net.y_embedder.bottleneck, z)
         cond = net.y_embedder.decoder(zq)
         target = x01 * 2 - 1
         b = x01.shape[0]
