@@ -231,6 +231,16 @@ def test_download_flag_reuses_a_verified_cache(weights_dir, monkeypatch):
     assert isinstance(LPIPS("alex", cache_dir=weights_dir, download=True), LPIPS)
 
 
+def test_download_flag_accepts_a_partial_cache(weights_dir, tmp_path, monkeypatch):
+    # what a training job carries to a machine without network: LPIPS-Alex's files only
+    for name in ("alexnet.safetensors", "lpips_v0.1_alex.safetensors", "manifest.json"):
+        os.symlink(weights_dir / name, tmp_path / name)
+    monkeypatch.setattr("cod_lite.perceptual.weights.download_pinned", lambda *a: pytest.fail("fetched"))
+    assert isinstance(LPIPS("alex", cache_dir=tmp_path, download=True), LPIPS)
+    with pytest.raises(pytest.fail.Exception, match="fetched"):
+        LPIPS("vgg", cache_dir=tmp_path, download=True)  # missing: only then would it fetch
+
+
 def test_missing_weights_give_instructions_not_a_download(isolated_home):
     assert default_cache_dir() == isolated_home / "perceptual"
     assert not perceptual_weights_available()

@@ -169,3 +169,16 @@ def test_freeze_encoder_keeps_the_indices_and_trains_a_smaller_decoder(folder, t
         assert torch.equal(nets[0].quantize(x), nets[1].quantize(x))
     log = read_log(tmp_path / "small" / "train.log")
     assert log[-1]["l1"] < log[0]["l1"], [r["l1"] for r in log]
+
+
+def test_crop_set_fills_its_budget_with_square_crops(folder, tmp_path):
+    from cod_lite.train.__main__ import main
+
+    main(["crops", str(folder), str(tmp_path / "c"), "--size", "45", "--max-mb", str(30_000 / 2**20)])
+    files = sorted((tmp_path / "c").iterdir())
+    assert len(files) > 4 and sum(f.stat().st_size for f in files) <= 30_000  # several passes over 4 photos
+    sizes = {Image.open(f).size for f in files}
+    assert sizes == {(45, 45), (40, 40)}  # the 48x40 photo gives its largest square
+    assert CropSampler(tmp_path / "c", 32).batch(2).shape == (2, 3, 32, 32)
+    with pytest.raises(FileExistsError, match="not empty"):
+        main(["crops", str(folder), str(tmp_path / "c")])

@@ -292,11 +292,13 @@ def fetch_perceptual_weights(cache_dir: str | os.PathLike | None = None) -> Path
 
 
 def verified_path(name: str, cache_dir: str | os.PathLike | None = None, *, download: bool = False) -> Path:
-    """Path of one cached file after checking its sha256; fetches first only if `download`."""
+    """Path of one cached file after checking its sha256; fetches first only if `download` and the
+    file is missing (a folder may hold just the files one job needs, e.g. carried to a machine
+    without network)."""
     if name not in FILES:
         raise ValueError(f"unknown perceptual weight file '{name}'")
     folder = _resolve(cache_dir)
-    if download:
+    if download and not (folder / name).is_file():
         fetch_perceptual_weights(folder)  # no-op when already there and verified
     manifest = _read_manifest(folder)
     path = folder / name

@@ -1,4 +1,4 @@
-"""`python -m cod_lite.train STAGE --data DIR --out DIR ...` and `python -m cod_lite.train export ...`."""
+"""`python -m cod_lite.train STAGE --data DIR --out DIR ...`, `... export ...` and `... crops ...`."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 
 from ..models.config import ModelConfig
+from .data import write_crop_set
 from .export import export
 from .loop import STAGE_NAMES, TrainSettings, train
 
@@ -39,7 +40,19 @@ def main(argv: list[str] | None = None) -> None:
     e.add_argument("output")
     e.add_argument("--name", default=None)
     e.add_argument("--fp32", action="store_true", help="keep float32 instead of float16")
+    c = sub.add_parser("crops", help="write a compact set of JPEG crops (to carry a training set to another machine)")
+    c.add_argument("src")
+    c.add_argument("out", help="new (or empty) folder")
+    c.add_argument("--size", type=int, default=256)
+    c.add_argument("--max-mb", type=float, default=20.0)
+    c.add_argument("--quality", type=int, default=95)
+    c.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
+
+    if args.command == "crops":
+        files, size = write_crop_set(args.src, args.out, size=args.size, max_bytes=int(args.max_mb * 2**20), quality=args.quality, seed=args.seed)
+        print(f"{files} crops, {size / 2**20:.1f} MiB in {args.out}")
+        return
 
     if args.command == "export":
         print(export(args.checkpoint, args.output, name=args.name, fp16=not args.fp32))

@@ -1,11 +1,15 @@
-"""Training crops: every image of a folder held in memory, random crops and flips on demand."""
+"""Training crops: every image of a folder held in memory, random crops and flips on demand;
+and compact crop sets to carry a training set where only a few tens of MB may travel."""
 
 from __future__ import annotations
 
+import io
 import os
+from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from ..image_io import find_images, load_image
 
@@ -38,3 +42,32 @@ class CropSampler:
             tile = image[top : top + self.crop, left : left + self.crop]
             out[i] = tile[:, ::-1] if self.rng.random() < 0.5 else tile
         return torch.from_numpy(out).permute(0, 3, 1, 2).float() / 255
+
+
+def write_crop_set(
+    src: str | os.PathLike, out: str | os.PathLike, *, size: int = 256, max_bytes: int = 20 << 20, quality: int = 95, seed: int = 0
+) -> tuple[int, int]:
+    """Random size x size crops of the images under `src`, round-robin over the images in a
+    seeded order, as JPEG (4:4:4) files in the new folder `out` until `max_bytes` would be
+    exceeded; returns (files, bytes). Images smaller than `size` give their largest square."""
+    paths = find_images(src)
+    if not paths:
+        raise FileNotFoundError(f"no images under '{src}'")
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        raise FileExistsError(f"'{out}' is not empty")
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    images = [load_image(p) for p in paths]
+    count = total = 0
+    while True:
+        for i in rng.permutation(len(images)):
+            image = images[i]
+            side = min(size, *image.shape[:2])
+            top, left = (int(rng.integers(n - side + 1)) for n in image.shape[:2])
+            buffer = io.BytesIO()
+            Image.fromarray(image[top : top + side, left : left + side]).save(buffer, "JPEG", quality=quality, subsampling=0)
+            if total + buffer.tell() > max_bytes:
+                return count, total
+            (out / f"crop_{count:06d}.jpg").write_bytes(buffer.getvalue())
+            count, total = count + 1, total + buffer.tell()
