@@ -89,7 +89,7 @@ def evaluate(
     """Evaluate every image under `reference_dir` against `decoded_dir` (same relative path and
     stem, any image suffix) or, with `model`, against its own compress/decompress round trip."""
     if (decoded_dir is None) == (model is None):
-        raise InputError("give either a folder of decoded images or a model, not both")
+        raise InputError("give exactly one of: a folder of decoded images, a model")
     ref_root = Path(reference_dir)
     if not ref_root.is_dir():
         raise InputError(f"'{ref_root}' is not a folder")
@@ -133,7 +133,12 @@ def evaluate(
             kept_refs.append(reference)
             kept_decs.append(decoded)
     if fid and kept_refs:
-        result.set_metrics = metrics.patch_fid_kid(kept_refs, kept_decs, patch=fid_patch)
+        try:
+            result.set_metrics = metrics.patch_fid_kid(kept_refs, kept_decs, patch=fid_patch)
+        except InputError as e:  # e.g. images smaller than the patch: the per-image rows still stand
+            result.failed.append(("FID/KID", str(e)))
+            if on_failure is not None:
+                on_failure("FID/KID", str(e))
     return result
 
 

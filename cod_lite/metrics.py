@@ -18,6 +18,7 @@ import torch
 from .errors import InputError
 
 MS_SSIM_MIN_SIDE = 160  # 11-pixel window after four halvings
+LPIPS_ALEX_MIN_SIDE = 31  # AlexNet's stride-4 stem and three max-pools leave nothing below this
 
 
 def _pair(reference: np.ndarray, distorted: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -34,7 +35,10 @@ def psnr(reference: np.ndarray, distorted: np.ndarray) -> float:
 
 def ms_ssim(reference: np.ndarray, distorted: np.ndarray) -> float:
     """NaN for images with a side of 160 pixels or less: its five scales do not fit."""
-    from pytorch_msssim import ms_ssim as _ms_ssim
+    try:
+        from pytorch_msssim import ms_ssim as _ms_ssim
+    except ImportError:
+        raise InputError('MS-SSIM needs pytorch-msssim: pip install "cod-lite[eval]"') from None
 
     a, b = _pair(reference, distorted)
     if min(a.shape[-2:]) <= MS_SSIM_MIN_SIDE:
@@ -55,13 +59,17 @@ def _network(name: str):  # noqa: ANN202 - a torch module or the Inception featu
 
 def preload(fid: bool = False) -> None:
     """Load the networks now, so a long evaluation fails at its start if weights are missing."""
+    ms_ssim(np.zeros((1, 1, 3), np.uint8), np.zeros((1, 1, 3), np.uint8))  # pytorch-msssim installed?
     for name in ("alex", "vgg", "dists", *(("inception",) if fid else ())):
         _network(name)
 
 
 @torch.inference_mode()
 def lpips(reference: np.ndarray, distorted: np.ndarray, net: str = "alex") -> float:
+    """NaN for LPIPS-Alex on images with a side under 31 pixels: AlexNet has no output there."""
     a, b = _pair(reference, distorted)
+    if net == "alex" and min(a.shape[-2:]) < LPIPS_ALEX_MIN_SIDE:
+        return math.nan
     return float(_network(net)(a * 2 - 1, b * 2 - 1)[0])
 
 

@@ -110,5 +110,22 @@ def test_bad_arguments_are_one_line_errors(folders, tmp_path):
     assert neither.exit_code != 0 and "give DEC_DIR, or --model" in neither.stderr
     missing = runner.invoke(cli, ["evaluate", str(tmp_path / "nope"), str(dec), "--out", str(tmp_path / "x")])
     assert missing.exit_code != 0 and "is not a folder" in missing.stderr
-    with pytest.raises(cod_lite.InputError, match="not both"):
+    with pytest.raises(cod_lite.InputError, match="exactly one"):
         cod_lite.evaluate(ref, dec, model="default")
+
+
+def test_tiny_images_give_nan_metrics_and_a_set_level_fid_failure(perceptual_home, tmp_path):
+    # 20x20: below LPIPS-Alex's 31-pixel minimum, MS-SSIM's 161 and the 64-pixel FID patch
+    ref, dec = tmp_path / "ref", tmp_path / "dec"
+    ref.mkdir(), dec.mkdir()
+    for i in range(2):
+        Image.fromarray(_photo(i, 20)).save(ref / f"t{i}.png")
+        Image.fromarray(_photo(i + 5, 20)).save(dec / f"t{i}.png")
+    failures = []
+    result = cod_lite.evaluate(ref, dec, fid=True, progress=False, on_failure=lambda *f: failures.append(f))
+    assert len(result.rows) == 2 and all(math.isnan(r["lpips_alex"]) and math.isnan(r["ms_ssim"]) for r in result.rows)
+    assert all(0 < r["lpips_vgg"] and 0 < r["dists"] for r in result.rows)
+    assert [name for name, _ in result.failed] == ["FID/KID"] and failures == result.failed
+    out = CliRunner().invoke(cli, ["evaluate", str(ref), str(dec), "--fid", "--out", str(tmp_path / "r")])
+    assert out.exit_code == 1 and "FID/KID" in out.stderr and "Traceback" not in out.output
+    assert (tmp_path / "r.csv").is_file()
