@@ -14,8 +14,8 @@ import numpy as np
 import cod_lite
 from cod_lite import bitstream
 from cod_lite.entropy.coding import METHOD_NAMES
-from cod_lite.fileio import atomic_write
-from cod_lite.image_io import save_image
+from cod_lite.fileio import atomic_write, check_target
+from cod_lite.image_io import save_format, save_image
 from cod_lite.tiling import DEFAULT_MAX_MEMORY, parse_memory
 
 def _fail(message: str, code: int = 1) -> None:
@@ -82,6 +82,7 @@ def cli() -> None:
 @friendly_errors
 def compress(input_image: str, output: str, model: str | None, max_memory: str, force: bool) -> None:
     """Compress an image (PNG, JPEG, WebP, TIFF, ...) into a .cod stream."""
+    check_target(output, overwrite=force)
     codec = cod_lite.load_model(model or "default", max_memory=max_memory)
     data = codec.encode(input_image)
     atomic_write(output, data, overwrite=force)
@@ -105,6 +106,8 @@ def compress(input_image: str, output: str, model: str | None, max_memory: str, 
 def decompress(input_stream: str, output: str, model: str | None, reference_format: bool, max_memory: str, force: bool) -> None:
     """Decompress a .cod stream into an image; OUTPUT's suffix picks the format (.png, .jpg, .webp, ...)."""
     budget = parse_memory(max_memory)
+    save_format(output)
+    check_target(output, overwrite=force)
     data = _read_input(input_stream)
     if reference_format:
         if model is None:
@@ -167,6 +170,7 @@ def import_official(
         folder = cod_lite.user_model_dir()
         folder.mkdir(parents=True, exist_ok=True)
         output = str(folder / f"{name}.safetensors")
+    check_target(output, overwrite=force)
     path = cod_lite.import_official(checkpoint, config, output, encoder_channels, name=name, overwrite=force)
     click.echo(f"imported '{name}' -> {path}")
     if prior_data:
@@ -187,6 +191,7 @@ def fit_prior(model_name: str, images: str, output: str, max_images: int | None,
     The network weights are copied unchanged, so streams made with MODEL stay decodable;
     streams coded with an earlier prior need the file that holds that prior.
     """
+    check_target(output, overwrite=force)
     path = cod_lite.fit_prior(model_name, images, output, max_images=max_images, overwrite=force)
     click.echo(f"wrote {path} (index prior {cod_lite.load_model(path).prior.digest.hex()})")
 
@@ -249,8 +254,7 @@ def evaluate(reference: str, decoded: str | None, model: str | None, streams: st
         raise cod_lite.InputError("give DEC_DIR, or --model to compress REF_DIR itself")
     outputs = [Path(f"{out}.csv"), Path(f"{out}.json")]
     for path in outputs:
-        if path.exists() and not force:
-            raise cod_lite.OutputError(f"'{path}' already exists (use --force to replace it)")
+        check_target(path, overwrite=force)
 
     def report(path: str, message: str) -> None:
         click.echo(f"codlite: failed: {path}: {message}", err=True)

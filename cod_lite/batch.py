@@ -23,7 +23,7 @@ from tqdm import tqdm
 from .codec import Codec, decode, load_model, torch_device
 from .errors import CodLiteError, InputError
 from .fileio import atomic_write
-from .image_io import load_image, save_image
+from .image_io import SAVE_FORMATS, load_image, save_image
 from .tiling import DEFAULT_MAX_MEMORY
 
 STREAM_SUFFIX = ".cod"
@@ -130,7 +130,10 @@ def convert(
     src, dst = Path(src), Path(dst)
     if isinstance(shard, str):
         shard = parse_shard(shard)
-    pairs = plan(src, dst, decompress, image_format.lower().lstrip("."), shard)
+    image_format = image_format.lower().lstrip(".")
+    if decompress and f".{image_format}" not in SAVE_FORMATS:  # fail here, not once per file
+        raise InputError(f"cannot write images as '{image_format}'; use one of {', '.join(s[1:] for s in SAVE_FORMATS)}")
+    pairs = plan(src, dst, decompress, image_format, shard)
     target = torch_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     batch_size = batch_size or (8 if target.type == "cuda" else 1)
     options = {"max_memory": max_memory, "compile": compile, "device": str(target)}

@@ -57,6 +57,19 @@ def atomic_write(path: str | os.PathLike, data: bytes | Writer, *, overwrite: bo
     return target
 
 
+def check_target(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+    """Fail before any work if `path` could not be written (it exists, or its folder does not);
+    atomic_write checks again at the end, so a file created meanwhile is still never replaced."""
+    target = Path(path)
+    if not overwrite and os.path.lexists(target):
+        raise _already_exists(target)
+    if target.is_dir():
+        raise OutputError(f"cannot write '{target}': it is a folder")
+    if not target.parent.is_dir():
+        raise _output_error(target, FileNotFoundError())
+    return target
+
+
 def _move_no_clobber(tmp_path: Path, target: Path) -> None:
     """Give tmp_path's file the name target, failing with FileExistsError if target exists."""
     try:

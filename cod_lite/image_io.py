@@ -92,17 +92,22 @@ def load_image(source: ImageSource, max_pixels: int | None = None) -> np.ndarray
     return pixels
 
 
+def save_format(path: str | os.PathLike) -> tuple[str, dict]:
+    """Pillow format and options for a path's suffix; InputError for a suffix we do not write."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in SAVE_FORMATS:
+        raise InputError(f"cannot save '{path}': unknown suffix {suffix!r}; use one of {', '.join(SAVE_FORMATS)}")
+    return SAVE_FORMATS[suffix]
+
+
 def save_image(image: np.ndarray, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write an HxWx3 uint8 array atomically, in the format named by the path's suffix."""
     target = Path(path)
-    suffix = target.suffix.lower()
-    if suffix not in SAVE_FORMATS:
-        raise InputError(f"cannot save '{target}': unknown suffix {suffix!r}; use one of {', '.join(SAVE_FORMATS)}")
+    fmt, options = save_format(target)
     if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
         raise InputError(f"cannot save '{target}': expected an HxWx3 uint8 array, got {_describe(image)}")
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise InputError(f"cannot save '{target}': the image is empty ({image.shape[1]}x{image.shape[0]})")
-    fmt, options = SAVE_FORMATS[suffix]
     pil = Image.fromarray(np.ascontiguousarray(image))
     return atomic_write(target, lambda f: pil.save(f, format=fmt, **options), overwrite=overwrite)
 

@@ -58,6 +58,21 @@ def test_existing_output_is_kept_unless_forced(tmp_path, parity_weights, cod_fil
     assert Image.open(target).size == (128, 192)
 
 
+def test_unwritable_outputs_are_refused_before_any_work(tmp_path, parity_weights):
+    # the inputs are garbage: an error about them would mean the work had started
+    junk = tmp_path / "junk.bin"
+    junk.write_bytes(b"not an image, not a stream")
+    taken = tmp_path / "taken.png"
+    taken.write_bytes(b"precious")
+    assert_one_line_error(run("compress", junk, taken, "--model", parity_weights), "already exists")
+    assert_one_line_error(run("compress", junk, tmp_path / "no" / "x.cod", "--model", parity_weights), "does not exist")
+    assert_one_line_error(run("decompress", junk, tmp_path / "x.gif", "--model", parity_weights), "unknown suffix '.gif'")
+    assert_one_line_error(run("decompress", junk, taken, "--model", parity_weights), "already exists")
+    assert_one_line_error(run("fit-prior", parity_weights, tmp_path, "-o", taken), "already exists")
+    assert_one_line_error(run("convert", tmp_path, tmp_path / "out", "-d", "--format", "gif"), "cannot write images as 'gif'")
+    assert taken.read_bytes() == b"precious" and not (tmp_path / "out").exists()
+
+
 def mutations(data: bytes) -> dict[str, bytes]:
     flipped = bytearray(data)
     flipped[len(data) // 2] ^= 0x10

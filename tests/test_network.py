@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+import cod_lite
 from cod_lite.models.config import OFFICIAL_RATES, ModelConfig, official_config
 from cod_lite.models.network import CodLiteNet, dct_features
 from cod_lite.official import check_state
@@ -98,3 +99,12 @@ def test_train_mode_has_gradients_and_eval_caches():
 def test_library_does_not_import_click():
     code = "import sys, cod_lite; cod_lite.encode; assert 'click' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_model_names_must_fit_in_a_stream_header():
+    from cod_lite.official import config_from_official
+
+    with pytest.raises(ValueError, match="1..255 UTF-8 bytes"):
+        ModelConfig(name="é" * 128)  # 256 bytes
+    with pytest.raises(cod_lite.CheckpointError, match="model name"):
+        config_from_official({}, name="")

@@ -33,6 +33,8 @@ class ModelConfig:
     codebook_dim: int = 128
 
     def __post_init__(self) -> None:
+        if not 1 <= len(self.name.encode("utf-8")) <= 255:  # every stream carries the name
+            raise ValueError(f"model name must be 1..255 UTF-8 bytes, got {len(self.name.encode('utf-8'))}")
         if self.ds not in SUPPORTED_DS:
             raise ValueError(f"ds must be one of {SUPPORTED_DS}, got {self.ds}")
         if not 1 <= self.codebook_bits <= 16:
