@@ -29,6 +29,7 @@ import numpy as np
 
 import cod_lite
 from cod_lite import metrics
+from cod_lite.bitstream import bits_per_pixel
 from cod_lite.image_io import load_image
 
 from bdrate import bd_rate  # benchmarks/ is on sys.path when run as a script
@@ -65,7 +66,7 @@ def score(codec: str, setting: str, references: list[np.ndarray], encode: RoundT
     decoded = []
     for image in references:
         data, out = encode(image)
-        values = {"bpp": 8 * len(data) / (image.shape[0] * image.shape[1])}
+        values = {"bpp": bits_per_pixel(len(data), image.shape[1], image.shape[0])}
         values.update(metrics.all_metrics(image, out) if image_metrics else {})
         for key, value in values.items():
             row[key] = row.get(key, 0.0) + value / len(references)

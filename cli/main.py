@@ -14,7 +14,7 @@ import numpy as np
 import cod_lite
 from cod_lite import bitstream
 from cod_lite.entropy.coding import METHOD_NAMES
-from cod_lite.fileio import atomic_write, check_target
+from cod_lite.fileio import atomic_write, check_target, read_input
 from cod_lite.image_io import save_format, save_image
 from cod_lite.tiling import DEFAULT_MAX_MEMORY, parse_memory
 
@@ -42,15 +42,9 @@ def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def _read_input(path: str) -> bytes:
-    try:
-        return Path(path).read_bytes()
-    except FileNotFoundError:
-        raise cod_lite.InputError(f"no such file: '{path}'") from None
-    except IsADirectoryError:
-        raise cod_lite.InputError(f"'{path}' is a folder, not a file") from None
-    except OSError as e:
-        raise cod_lite.InputError(f"cannot read '{path}': {e.strerror}") from None
+def _report_failure(path: str, message: str) -> None:
+    """One line per file that failed inside a batch command; the batch goes on."""
+    click.echo(f"codlite: failed: {path}: {message}", err=True)
 
 
 force_option = click.option("--force", "-f", is_flag=True, help="Replace OUTPUT if it already exists.")
@@ -87,7 +81,7 @@ def compress(input_image: str, output: str, model: str | None, max_memory: str, 
     data = codec.encode(input_image)
     atomic_write(output, data, overwrite=force)
     header = bitstream.parse(data)
-    bpp = 8 * len(data) / (header.width * header.height)
+    bpp = bitstream.bits_per_pixel(len(data), header.width, header.height)
     click.echo(f"{output}: {header.width}x{header.height}, {len(data)} bytes, {bpp:.4f} bpp ({codec.name})")
 
 
@@ -108,7 +102,7 @@ def decompress(input_stream: str, output: str, model: str | None, reference_form
     budget = parse_memory(max_memory)
     save_format(output)
     check_target(output, overwrite=force)
-    data = _read_input(input_stream)
+    data = read_input(input_stream)
     if reference_format:
         if model is None:
             raise cod_lite.InputError("--reference-format needs --model: the authors' .cod does not name its model")
@@ -124,12 +118,12 @@ def decompress(input_stream: str, output: str, model: str | None, reference_form
 @friendly_errors
 def info(stream: str) -> None:
     """Show what a .cod stream holds: model, size, bits per pixel, coding method."""
-    data = _read_input(stream)
+    data = read_input(stream)
     h = bitstream.parse(data)
     click.echo(f"model:   {h.model_name} (weights {h.model_hash.hex()})")
     click.echo(f"size:    {h.width}x{h.height}")
     click.echo(f"bytes:   {len(data)} ({len(h.payload)} payload)")
-    click.echo(f"bpp:     {8 * len(data) / (h.width * h.height):.4f}")
+    click.echo(f"bpp:     {bitstream.bits_per_pixel(len(data), h.width, h.height):.4f}")
     click.echo(f"method:  {h.method} ({METHOD_NAMES.get(h.method, 'unknown to this version')})")
 
 
@@ -220,12 +214,9 @@ def convert(
     fails is reported and the rest go on; the exit code is 1 if any file failed.
     """
 
-    def report(path: str, message: str) -> None:
-        click.echo(f"codlite: failed: {path}: {message}", err=True)
-
     summary = cod_lite.convert(
         src, dst, model=model, decompress=decompress, image_format=image_format, workers=workers,
-        shard=shard, force=force, on_failure=report, max_memory=parse_memory(max_memory), compile=compile_,
+        shard=shard, force=force, on_failure=_report_failure, max_memory=parse_memory(max_memory), compile=compile_,
         device=device, batch_size=batch_size,
     )
     click.echo(summary.report())
@@ -256,10 +247,7 @@ def evaluate(reference: str, decoded: str | None, model: str | None, streams: st
     for path in outputs:
         check_target(path, overwrite=force)
 
-    def report(path: str, message: str) -> None:
-        click.echo(f"codlite: failed: {path}: {message}", err=True)
-
-    result = cod_lite.evaluate(reference, decoded, model=model, streams_dir=streams, fid=fid, fid_patch=fid_patch, on_failure=report)
+    result = cod_lite.evaluate(reference, decoded, model=model, streams_dir=streams, fid=fid, fid_patch=fid_patch, on_failure=_report_failure)
     click.echo(result.table())
     for path, text in zip(outputs, (result.to_csv(), result.to_json())):
         atomic_write(path, text.encode(), overwrite=force)

@@ -20,9 +20,10 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from .bitstream import bits_per_pixel
 from .codec import Codec, decode, load_model, torch_device
 from .errors import CodLiteError, InputError
-from .fileio import atomic_write
+from .fileio import atomic_write, read_input
 from .image_io import SAVE_FORMATS, load_image, save_image
 from .tiling import DEFAULT_MAX_MEMORY
 
@@ -47,7 +48,7 @@ class ConvertSummary:
     def mean_bpp(self) -> float:
         """Stream bits per pixel over every file converted (compressed side)."""
         stream_bytes = self.bytes_out if self.compressing else self.bytes_in
-        return 8 * stream_bytes / self.pixels if self.pixels else 0.0
+        return bits_per_pixel(stream_bytes, self.pixels, 1) if self.pixels else 0.0
 
     @property
     def files_per_second(self) -> float:
@@ -173,7 +174,7 @@ def convert(
                     else:
                         writes.append((source, pool.submit(atomic_write, out, result, overwrite=force)))
                         summary.bytes_in += source.stat().st_size
-                        bar.set_postfix(bpp=f"{8 * len(result) / (pixels.shape[0] * pixels.shape[1]):.4f}")
+                        bar.set_postfix(bpp=f"{bits_per_pixel(len(result), pixels.shape[1], pixels.shape[0]):.4f}")
                     summary.pixels += pixels.shape[0] * pixels.shape[1]
                 except Exception as e:  # noqa: BLE001
                     _fail(summary, on_failure, source, _describe(e))
@@ -213,20 +214,13 @@ def _run(codec: Codec | None, inputs: list[Any], decompress: bool, options: dict
 
 def _prefetch(pool: ThreadPoolExecutor, todo: list[tuple[Path, Path]], decompress: bool, depth: int) -> Iterator[tuple[Path, Path, Future]]:
     """Yield (source, output, future of its input) with up to `depth` inputs loading ahead."""
-    reader = _read_bytes if decompress else load_image
+    reader = read_input if decompress else load_image
     futures: list[tuple[Path, Path, Future]] = []
     for source, out in todo:
         futures.append((source, out, pool.submit(reader, source)))
         if len(futures) > depth:
             yield futures.pop(0)
     yield from futures
-
-
-def _read_bytes(path: Path) -> bytes:
-    try:
-        return path.read_bytes()
-    except OSError as e:
-        raise InputError(f"cannot read: {e.strerror}") from None
 
 
 def _collect(writes: list[tuple[Path, Future]], summary: ConvertSummary, on_failure: FailureHook | None, wait: bool) -> list[tuple[Path, Future]]:

@@ -61,6 +61,11 @@ def _varint(value: int) -> bytes:
     return bytes(out)
 
 
+def bits_per_pixel(num_bytes: int, width: int, height: int) -> float:
+    """The rate of a stream (or any file) of `num_bytes` for a width x height image."""
+    return 8 * num_bytes / (width * height)
+
+
 def serialize(header: StreamHeader) -> bytes:
     """Header + payload + CRC32 as a v1 stream; ValueError for a header that no decoder would accept."""
     name = header.model_name.encode("utf-8")

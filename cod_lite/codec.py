@@ -6,7 +6,7 @@ import functools
 import os
 from pathlib import Path
 from collections.abc import Sequence
-from typing import Any, Callable, Union
+from typing import Any, Callable
 
 import numpy as np
 import PIL.Image
@@ -17,12 +17,11 @@ from .entropy.coding import decode_grid, encode_grid
 from .entropy.packing import unpack_indices
 from .entropy.prior import IndexPrior
 from .errors import BitstreamError, InputError
-from .image_io import load_image, pixel_limit
+from .image_io import ImageSource, load_image, pixel_limit
 from .models.config import ModelConfig
 from .models.network import CodLiteNet, to_uint8
 from .weights import load_weights
 
-ImageLike = Union[str, os.PathLike, PIL.Image.Image, np.ndarray]
 
 
 class Codec:
@@ -85,7 +84,7 @@ class Codec:
         unit = self.model_config.size_unit
         return -(-height // unit) * unit, -(-width // unit) * unit
 
-    def quantize(self, image: ImageLike) -> np.ndarray:
+    def quantize(self, image: ImageSource) -> np.ndarray:
         """Image -> int64 index grid (H/ds, W/ds) of the image edge-padded to the model's size unit;
         tiled (approximately) when the untiled pass would need more than `max_memory`."""
         pixels = load_image(image)
@@ -115,13 +114,13 @@ class Codec:
         return np.ascontiguousarray(out.cpu().numpy())
 
     # -- streams ------------------------------------------------------------------------------
-    def encode(self, image: ImageLike, methods: tuple[int, ...] | None = None) -> bytes:
+    def encode(self, image: ImageSource, methods: tuple[int, ...] | None = None) -> bytes:
         """Image (path, PIL image or HxWx3 uint8 array) -> a cod-lite v1 stream, entropy-coded with
         whichever of `methods` (default: all the model supports) gives the smallest payload."""
         pixels = load_image(image)
         return self._stream(self.quantize(pixels), *pixels.shape[:2], methods)
 
-    def encode_many(self, images: Sequence[ImageLike], methods: tuple[int, ...] | None = None) -> list[bytes]:
+    def encode_many(self, images: Sequence[ImageSource], methods: tuple[int, ...] | None = None) -> list[bytes]:
         """Streams for several images. Images of one size share network calls, as many per call as
         `max_memory` allows: what keeps a GPU busy. Each stream equals what `encode` makes of its
         image, up to summation order (batched kernels may flip a near-tied index)."""
@@ -205,9 +204,9 @@ class Codec:
     def decode_reference(self, data: bytes) -> PIL.Image.Image:
         """A `.cod` file in the authors' layout (which does not say which model made it)."""
         width, height, payload = bitstream.read_reference_cod(data)
-        ds = self.model_config.ds
-        if height % ds or width % ds:
-            raise BitstreamError(f"reference .cod size {width}x{height} is not a multiple of ds={ds}")
+        ds, unit = self.model_config.ds, self.model_config.size_unit
+        if height % unit or width % unit:  # the reference code neither pads nor checks
+            raise BitstreamError(f"reference .cod size {width}x{height} is not a multiple of {unit}, which this model needs")
         count = (height // ds) * (width // ds)
         indices = unpack_indices(payload, self.model_config.codebook_bits, count).reshape(height // ds, width // ds)
         return PIL.Image.fromarray(self.reconstruct(indices, height, width), "RGB")
@@ -268,7 +267,7 @@ def load_model(
     return _load_cached(str(path), path.stat().st_mtime_ns, device, tiling.parse_memory(max_memory), compile)
 
 
-def encode(image: ImageLike, model: str | os.PathLike = "default", *, max_memory: int | str = tiling.DEFAULT_MAX_MEMORY) -> bytes:
+def encode(image: ImageSource, model: str | os.PathLike = "default", *, max_memory: int | str = tiling.DEFAULT_MAX_MEMORY) -> bytes:
     """Compress an image with a model (by default the bundled default)."""
     return load_model(model, max_memory=max_memory).encode(image)
 

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from . import metrics
 from .batch import STREAM_SUFFIX
+from .bitstream import bits_per_pixel
 from .codec import Codec, load_model
 from .errors import CodLiteError, InputError
 from .image_io import IMAGE_SUFFIXES, find_images, load_image
@@ -126,7 +127,7 @@ def evaluate(
             continue
         height, width = reference.shape[:2]
         row: dict[str, Any] = {"image": rel.as_posix(), "width": width, "height": height, "bytes": size,
-                               "bpp": None if size is None else 8 * size / (width * height)}
+                               "bpp": None if size is None else bits_per_pixel(size, width, height)}
         row.update(metrics.all_metrics(reference, decoded))
         result.rows.append(row)
         if fid:

@@ -10,12 +10,32 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import OutputError
+import platformdirs
+
+from .errors import InputError, OutputError
 
 Writer = Callable[[BinaryIO], None]
 
 # os.link errors meaning "this filesystem has no hard links" (FAT, some network shares).
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
+
+
+def data_home() -> Path:
+    """`$CODLITE_HOME`, else the platform's user data folder: user models and perceptual weights."""
+    home = os.environ.get("CODLITE_HOME")
+    return Path(home) if home else Path(platformdirs.user_data_dir("cod-lite", appauthor=False))
+
+
+def read_input(path: str | os.PathLike) -> bytes:
+    """A whole input file, or an InputError that says why not in one line."""
+    try:
+        return Path(path).read_bytes()
+    except FileNotFoundError:
+        raise InputError(f"no such file: '{path}'") from None
+    except IsADirectoryError:
+        raise InputError(f"'{path}' is a folder, not a file") from None
+    except OSError as e:
+        raise InputError(f"cannot read '{path}': {e.strerror or e}") from None
 
 
 def atomic_write(path: str | os.PathLike, data: bytes | Writer, *, overwrite: bool = False) -> Path:

@@ -87,8 +87,10 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
             if not 0 < size < 100_000_000:
                 raise ValueError("bad header size")
             header = json.loads(f.read(size))
+            if not isinstance(header, dict):
+                raise ValueError("header is not a JSON object")
         return dict(header.get("__metadata__") or {})
-    except (OSError, ValueError, UnicodeDecodeError) as e:
+    except (OSError, ValueError, TypeError, UnicodeDecodeError) as e:
         raise CheckpointError(f"'{path}' is not a safetensors weight file ({e})") from None
 
 

@@ -156,3 +156,21 @@ def test_reconstruct_checks_its_arguments(parity_codec):
         parity_codec.reconstruct(np.zeros((3, 3), np.int64), 16, 16)
     with pytest.raises(InputError, match="0..255"):
         parity_codec.reconstruct(np.full((1, 1), 256), 16, 16)
+
+
+def test_reference_cod_sizes_are_checked_against_the_model_unit():
+    codec = cod_lite.load_model("default")  # ds 8: 8-pixel cells, but 16-pixel patches
+    data = bitstream.write_reference_cod(24, 24, bytes(9))
+    with pytest.raises(BitstreamError, match="not a multiple of 16"):
+        codec.decode_reference(data)
+
+
+def test_a_broken_file_in_the_model_folder_breaks_no_lookup(parity_weights, isolated_home):
+    folder = cod_lite.user_model_dir()
+    folder.mkdir(parents=True)
+    shutil.copy(parity_weights, folder / "good.safetensors")
+    bad = folder / "bad.safetensors"
+    bad.write_bytes((2).to_bytes(8, "little") + b"[]")  # a header that is JSON but not an object
+    with pytest.raises(cod_lite.CheckpointError, match="not a safetensors weight file"):
+        cod_lite.load_model(bad)
+    assert cod_lite.load_model("parity").name == "parity"

@@ -31,11 +31,11 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
-import platformdirs
 import torch
 from safetensors.torch import load_file, save_file
 
 from ..errors import CheckpointError, CodLiteError, ModelNotFoundError
+from ..fileio import data_home
 from .backbones import AlexNetFeatures, VGG16Features
 
 try:  # numpy >= 2
@@ -102,10 +102,8 @@ FILES: dict[str, tuple[Pin, str]] = {
 
 
 def default_cache_dir() -> Path:
-    """`$CODLITE_HOME/perceptual`, else the platform's user data folder, like the model zoo."""
-    home = os.environ.get("CODLITE_HOME")
-    base = Path(home) if home else Path(platformdirs.user_data_dir("cod-lite", appauthor=False))
-    return base / "perceptual"
+    """`perceptual/` in the data home, next to the user models."""
+    return data_home() / "perceptual"
 
 
 def _resolve(cache_dir: str | os.PathLike | None) -> Path:

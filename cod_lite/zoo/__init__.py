@@ -11,9 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import platformdirs
-
 from ..errors import CheckpointError, ModelNotFoundError
+from ..fileio import data_home
 from ..models.config import ModelConfig
 from ..weights import read_metadata
 
@@ -32,10 +31,8 @@ class ModelInfo:
 
 
 def user_model_dir() -> Path:
-    """`$CODLITE_HOME/models`, else the platform's user data folder."""
-    home = os.environ.get("CODLITE_HOME")
-    base = Path(home) if home else Path(platformdirs.user_data_dir("cod-lite", appauthor=False))
-    return base / "models"
+    """`models/` in the data home (`$CODLITE_HOME`, else the platform's user data folder)."""
+    return data_home() / "models"
 
 
 def _describe(path: Path, origin: str) -> ModelInfo | None:
