@@ -8,7 +8,8 @@ parsing, entropy decoding, condition decoder + denoiser (and 8-bit conversion), 
 Only the network phases differ between paths; the others are timed once and added to every path.
 
 Paths: eager fp32 (the reference), eager channels_last, compile (inductor, frozen weights:
-`cod_lite.codec.compiled`), compile + channels_last (what `load_model(compile=True)` runs), and
+`cod_lite.codec.compiled`), compile + channels_last (`load_model(compile=True)` runs this path's encoder and plain
+compile's decoder: encode and decode are separate graphs, timed separately here), and
 where the device has bf16 (CPU: avx512_bf16/AMX; CUDA) eager and compiled bf16 autocast. On CUDA
 also compile with CUDA graphs and the Triton kernels of `cod_lite.kernels` (skipped, with the
 reason, where they cannot run). Every path uses the same weights (random for --official) and

@@ -49,9 +49,9 @@ class Codec:
         methods = (self.net.quantize, self.net.reconstruct)
         self._quantize, self._reconstruct = tuple(map(compiled, methods)) if compile else methods
         if compile:
-            # channels_last weights (the net is converted in place) were as fast or faster compiled;
-            # images already arrive channels_last (an HxWx3 array permuted)
-            self.net.to(memory_format=torch.channels_last)
+            # compiled, the encoder ran 1.07x faster with channels_last weights (images arrive
+            # channels_last: an HxWx3 array permuted) and the decoder 1.14x faster without them
+            self.net.y_embedder.encoder.to(memory_format=torch.channels_last)
             # cache the t = 0 modulation first: a graph compiled without it is recompiled once it exists
             side = 2 * self.model_config.size_unit // self.model_config.ds  # GroupNorm needs two cells
             with torch.inference_mode():

@@ -4,18 +4,35 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import sys
 
+from ..errors import CodLiteError
 from ..models.config import ModelConfig
 from .data import write_crop_set
 from .export import export
-from .loop import STAGE_NAMES, TrainSettings, train
+from .loop import TrainSettings, train
+from .stages import STAGES
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
+    """Exit status 1 with one line on stderr for bad input (CODLITE_DEBUG=1 shows the traceback)."""
+    args = _parser().parse_args(argv)
+    try:
+        _run(args)
+    except (CodLiteError, OSError, ValueError) as e:
+        if os.environ.get("CODLITE_DEBUG"):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cod_lite.train", description="Train CoD-Lite models.")
     sub = parser.add_subparsers(dest="command", required=True)
-    for stage in STAGE_NAMES:
-        p = sub.add_parser(stage, help=f"run the {stage} stage")
+    for stage in STAGES:
+        p = sub.add_parser(stage, help=STAGES[stage])
         p.add_argument("--data", required=True, help="folder of training images (searched recursively)")
         p.add_argument("--out", required=True, help="run folder: checkpoints, train.log; resumed if present")
         for field in dataclasses.fields(TrainSettings):
@@ -40,6 +57,7 @@ def main(argv: list[str] | None = None) -> None:
     e.add_argument("output")
     e.add_argument("--name", default=None)
     e.add_argument("--fp32", action="store_true", help="keep float32 instead of float16")
+    e.add_argument("--force", action="store_true", help="replace OUTPUT (and its .json) if they exist")
     c = sub.add_parser("crops", help="write a compact set of JPEG crops (to carry a training set to another machine)")
     c.add_argument("src")
     c.add_argument("out", help="new (or empty) folder")
@@ -47,15 +65,17 @@ def main(argv: list[str] | None = None) -> None:
     c.add_argument("--max-mb", type=float, default=20.0)
     c.add_argument("--quality", type=int, default=95)
     c.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
+    return parser
 
+
+def _run(args: argparse.Namespace) -> None:
     if args.command == "crops":
         files, size = write_crop_set(args.src, args.out, size=args.size, max_bytes=int(args.max_mb * 2**20), quality=args.quality, seed=args.seed)
         print(f"{files} crops, {size / 2**20:.1f} MiB in {args.out}")
         return
 
     if args.command == "export":
-        print(export(args.checkpoint, args.output, name=args.name, fp16=not args.fp32))
+        print(export(args.checkpoint, args.output, name=args.name, fp16=not args.fp32, overwrite=args.force))
         return
     config = ModelConfig(
         name=args.name, ds=args.ds, codebook_bits=args.bits, hidden_size=args.hidden, hidden_size_x=args.hidden_x,
@@ -67,4 +87,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

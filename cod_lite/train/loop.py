@@ -23,7 +23,7 @@ from ..models.config import ModelConfig
 from ..models.network import CodLiteNet
 from ..weights import load_weights, save_weights
 from .data import CropSampler
-from .stages import STAGES, Objective
+from .stages import Objective
 from .vq import CodeUsage
 
 
@@ -148,61 +148,61 @@ def train(settings: TrainSettings, config: ModelConfig) -> Path:
     start, last_log = time.time(), time.time()
     window: dict[str, torch.Tensor] = {}
     bar = tqdm(total=settings.steps, initial=step, disable=rank != 0, dynamic_ncols=True)
-    while step < settings.steps:
-        if settings.max_minutes is not None and time.time() - start > 60 * settings.max_minutes:
-            break
-        for group in optimizer.param_groups:
-            group["lr"] = settings.lr * lr_factor(step, settings)
-        x = sampler.batch(settings.batch_size).to(device)
-        with autocast:
-            losses, z, indices, pred = model(x)
-        optimizer.zero_grad(set_to_none=True)
-        losses["total"].backward()
-        torch.nn.utils.clip_grad_norm_(generator, 1.0)
-        optimizer.step()
-        if d_optimizer is not None:
+    try:
+        while step < settings.steps:
+            if settings.max_minutes is not None and time.time() - start > 60 * settings.max_minutes:
+                break
+            for group in optimizer.param_groups:
+                group["lr"] = settings.lr * lr_factor(step, settings)
+            x = sampler.batch(settings.batch_size).to(device)
             with autocast:
-                losses["gan_d"] = objective.discriminator_loss(x, pred)
-            d_optimizer.zero_grad(set_to_none=True)
-            losses["gan_d"].backward()
-            if distributed:  # the discriminator step runs outside DDP: average its gradients by hand
-                for p in objective.discriminator.parameters():
-                    dist.all_reduce(p.grad)
-                    p.grad /= dist.get_world_size()
-            d_optimizer.step()
-        step += 1
-        decay = min(settings.ema_decay, (1 + step) / (10 + step))
-        with torch.no_grad():
-            for e, p in zip(ema.parameters(), net.parameters()):
-                e.lerp_(p.detach(), 1 - decay)
-        usage.update(indices)
-        bar.update(1)
-        for k, v in losses.items():  # summed on the device: no host sync per step
-            window[k] = window.get(k, 0.0) + v.detach()
-        if step % settings.log_every == 0 and log:
-            rate = settings.log_every * settings.batch_size / (time.time() - last_log)
-            last_log = time.time()
-            values = {k: round(float(v) / settings.log_every, 5) for k, v in window.items()}  # means over the window
-            bar.set_postfix(loss=values["total"], img_s=f"{rate:.1f}")
-            log.write(json.dumps({"step": step, **values, "codes_used": usage.used(), "perplexity": round(usage.perplexity(), 1), "img_s": round(rate, 2)}) + "\n")
-            log.flush()
-        if step % settings.log_every == 0:
-            window.clear()
-        if step % settings.restart_every == 0 and step < 0.8 * settings.steps and not settings.freeze_encoder:  # let the EMA settle at the end
-            restarted = usage.restart_dead(net.y_embedder.bottleneck, z) if rank == 0 else 0
-            if distributed:
-                dist.broadcast(net.y_embedder.bottleneck.embedding.weight.data, 0)
-            if log and restarted:
-                log.write(f"step {step} restarted {restarted} dead codes\n")
-        if step % settings.save_every == 0:
-            save()
-    save()
-    bar.close()
-    if log:
-        log.close()
-    if distributed:
-        dist.destroy_process_group()
+                losses, z, indices, pred = model(x)
+            optimizer.zero_grad(set_to_none=True)
+            losses["total"].backward()
+            torch.nn.utils.clip_grad_norm_(generator, 1.0)
+            optimizer.step()
+            if d_optimizer is not None:
+                with autocast:
+                    losses["gan_d"] = objective.discriminator_loss(x, pred)
+                d_optimizer.zero_grad(set_to_none=True)
+                losses["gan_d"].backward()
+                if distributed:  # the discriminator step runs outside DDP: average its gradients by hand
+                    for p in objective.discriminator.parameters():
+                        dist.all_reduce(p.grad)
+                        p.grad /= dist.get_world_size()
+                d_optimizer.step()
+            step += 1
+            decay = min(settings.ema_decay, (1 + step) / (10 + step))
+            with torch.no_grad():
+                for e, p in zip(ema.parameters(), net.parameters()):
+                    e.lerp_(p.detach(), 1 - decay)
+            usage.update(indices)
+            bar.update(1)
+            for k, v in losses.items():  # summed on the device: no host sync per step
+                window[k] = window.get(k, 0.0) + v.detach()
+            if step % settings.log_every == 0 and log:
+                rate = settings.log_every * settings.batch_size / (time.time() - last_log)
+                last_log = time.time()
+                values = {k: round(float(v) / settings.log_every, 5) for k, v in window.items()}  # means over the window
+                bar.set_postfix(loss=values["total"], img_s=f"{rate:.1f}")
+                log.write(json.dumps({"step": step, **values, "codes_used": usage.used(), "perplexity": round(usage.perplexity(), 1), "img_s": round(rate, 2)}) + "\n")
+                log.flush()
+            if step % settings.log_every == 0:
+                window.clear()
+            if step % settings.restart_every == 0 and step < 0.8 * settings.steps and not settings.freeze_encoder:  # let the EMA settle at the end
+                restarted = usage.restart_dead(net.y_embedder.bottleneck, z) if rank == 0 else 0
+                if distributed:
+                    dist.broadcast(net.y_embedder.bottleneck.embedding.weight.data, 0)
+                if log and restarted:
+                    log.write(f"step {step} restarted {restarted} dead codes\n")
+            if step % settings.save_every == 0:
+                save()
+        save()
+    finally:
+        bar.close()
+        if log:
+            log.close()
+        if distributed:
+            dist.destroy_process_group()
     return ema_file
 
-
-STAGE_NAMES = tuple(STAGES)
