@@ -20,6 +20,7 @@ from PIL import Image
 
 import cod_lite
 from cod_lite import metrics
+from cod_lite.image_io import load_image
 
 from pillow_codecs import round_trip  # benchmarks/ is on sys.path when run as a script
 
@@ -58,7 +59,7 @@ def main() -> int:
         codec = cod_lite.load_model(name)
         sums: dict[str, dict[str, float]] = {}
         for path in files:
-            image = np.asarray(Image.open(path).convert("RGB"))
+            image = load_image(path)
             pixels = image.shape[0] * image.shape[1]
             data = codec.encode(image)
             results = {name: (data, np.asarray(codec.decode(data)))}

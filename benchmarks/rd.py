@@ -8,8 +8,8 @@ Rows are cached in --out/rows.json (keyed by codec, setting, model weights and i
 an interrupted or extended run only computes what is missing: adding FID to a --no-fid run
 decodes again but reuses the other metrics.
 
-Each classical codec is swept over fixed qualities chosen to span about 0.02-1 bpp on Kodak as
-far as it can go (JPEG and JXL bottom out near 0.2 bpp, AVIF near 0.09). Every setting is
+Each classical codec is swept over fixed qualities chosen to span about 0.05-1 bpp on Kodak as
+far as it can go (JPEG and JXL bottom out near 0.17-0.2 bpp, WebP near 0.11, AVIF near 0.07). Every setting is
 encoded once per image; PSNR, MS-SSIM, LPIPS-Alex and DISTS are means over the images, FID and
 KID are over the 64x64 patches of all of them together. Writes rd.csv, rd.md and rd.png to
 --out and prints the table and the BD-rate of our models (taken together as one curve, by

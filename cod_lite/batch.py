@@ -152,7 +152,7 @@ def convert(
             todo.append((source, out))
 
     bar = tqdm(total=len(todo), unit="file", disable=not progress, dynamic_ncols=True)
-    with ThreadPoolExecutor(max(1, workers)) as pool:
+    with bar, ThreadPoolExecutor(max(1, workers)) as pool:
         writes: list[tuple[Path, Future]] = []
         pending = _prefetch(pool, todo, decompress, max(workers, batch_size))
         while chunk := list(itertools.islice(pending, batch_size)):
@@ -181,7 +181,6 @@ def convert(
             bar.update(len(chunk))
             writes = _collect(writes, summary, on_failure, wait=False)
         _collect(writes, summary, on_failure, wait=True)
-    bar.close()
     summary.seconds = time.perf_counter() - start
     return summary
 
