@@ -59,6 +59,7 @@ class Codec:
 
     @property
     def name(self) -> str:
+        """The model's name, as streams record it (with `identity`)."""
         return self.model_config.name
 
     @property
@@ -68,6 +69,8 @@ class Codec:
 
     @property
     def config(self) -> dict[str, Any]:
+        """Everything that identifies the model, as plain JSON-able values (for logs and reports;
+        `model_config` is the typed object)."""
         values = self.model_config.to_dict()
         values.update(
             nominal_bpp=self.model_config.nominal_bpp,
@@ -267,21 +270,32 @@ def load_model(
     return _load_cached(str(path), path.stat().st_mtime_ns, device, tiling.parse_memory(max_memory), compile)
 
 
-def encode(image: ImageSource, model: str | os.PathLike = "default", *, max_memory: int | str = tiling.DEFAULT_MAX_MEMORY) -> bytes:
-    """Compress an image with a model (by default the bundled default)."""
-    return load_model(model, max_memory=max_memory).encode(image)
+def encode(
+    image: ImageSource,
+    model: str | os.PathLike | Codec = "default",
+    *,
+    max_memory: int | str = tiling.DEFAULT_MAX_MEMORY,
+    compile: bool = False,
+    device: str | None = None,
+) -> bytes:
+    """Compress an image. Models load once per process (cached), so calling this per image is
+    cheap; a `Codec` is used as it is (the options then do not apply)."""
+    codec = model if isinstance(model, Codec) else load_model(model, device, max_memory=max_memory, compile=compile)
+    return codec.encode(image)
 
 
 def decode(
     data: bytes,
-    model: str | os.PathLike | None = None,
+    model: str | os.PathLike | Codec | None = None,
     *,
     max_memory: int | str = tiling.DEFAULT_MAX_MEMORY,
     compile: bool = False,
     device: str | None = None,
 ) -> PIL.Image.Image:
-    """Decompress a stream; with model=None the stream's own model identity picks the weights."""
+    """Decompress a stream; with model=None the stream's own model identity picks the weights,
+    so a `.cod` file is all a user needs to keep."""
     if model is None:
         header = bitstream.parse(data)
         model = zoo.find_by_identity(header.model_name, header.model_hash)
-    return load_model(model, device, max_memory=max_memory, compile=compile).decode(data)
+    codec = model if isinstance(model, Codec) else load_model(model, device, max_memory=max_memory, compile=compile)
+    return codec.decode(data)

@@ -174,3 +174,10 @@ def test_a_broken_file_in_the_model_folder_breaks_no_lookup(parity_weights, isol
     with pytest.raises(cod_lite.CheckpointError, match="not a safetensors weight file"):
         cod_lite.load_model(bad)
     assert cod_lite.load_model("parity").name == "parity"
+
+
+def test_module_functions_accept_a_loaded_codec(parity_codec):
+    image = photo(32, 48)
+    data = cod_lite.encode(image, model=parity_codec)
+    assert data == parity_codec.encode(image)
+    assert np.array_equal(np.asarray(cod_lite.decode(data, model=parity_codec)), np.asarray(parity_codec.decode(data)))
