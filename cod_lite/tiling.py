@@ -16,14 +16,13 @@ The network is not local everywhere, so tiles are built around its non-local par
   trunk output, which makes tiled decoding of a given condition exact.
 
 Estimates are fp32 peak bytes fitted to peak RSS measured on CPU (PyTorch 2.13); they err on the
-high side. Not thread-safe: decoding tiles hooks the shared network's modules for a moment.
+high side.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from fractions import Fraction
 
 import numpy as np
@@ -138,15 +137,14 @@ def reconstruct_tiled(net: CodLiteNet, indices: torch.Tensor, budget: int) -> to
     pixels = height * width
     fixed = 3 * pixels + pixels // PATCH**2 * 4 * config.hidden_size  # the output image and the condition
     cond = _condition(net, indices, budget - fixed)
-    trunk = _trunk(net, cond)
+    trunk = net.trunk(cond.new_zeros(1, 3, height, width), None, cond)
 
     out = torch.empty(height, width, 3, dtype=torch.uint8, device=indices.device)
     fits = lambda h, w: fixed + 4 * trunk.numel() + _denoise_bytes(config, h * w * PATCH**2) <= budget  # noqa: E731
     for tile, _, outer in placements(layout(height // PATCH, width // PATCH, 1, 0, fits), Fraction(PATCH)):
         c = cond[(..., *tile)]
         x_t = c.new_zeros(1, 3, c.shape[2] * PATCH, c.shape[3] * PATCH)
-        with _replaced_trunk(net, trunk[(..., *tile)]):
-            out[outer] = to_uint8(net.denoise(x_t, None, c))[0]
+        out[outer] = to_uint8(net.head(x_t, c, trunk[(..., *tile)]))[0]
     return out
 
 
@@ -163,38 +161,3 @@ def _condition(net: CodLiteNet, indices: torch.Tensor, budget: int) -> torch.Ten
     for tile, inner, outer in placements(layout(h, w, WINDOW, WINDOW, fits), Fraction(config.ds, PATCH)):
         cond[(..., *outer)] = net.y_embedder.decode(indices[(..., *tile)])[(..., *inner)]
     return cond
-
-
-class _TrunkDone(Exception):
-    """Stops `denoise` once the trunk has run (raised by a hook, caught in `_trunk`)."""
-
-
-def _trunk(net: CodLiteNet, cond: torch.Tensor) -> torch.Tensor:
-    """The DiCo trunk's output over the whole patch grid: `denoise` up to its last block."""
-    if not net.blocks:
-        return cond.new_empty(0, 0, *cond.shape[2:])  # no trunk: the patch embedding is local anyway
-    captured = []
-
-    def stop(module: torch.nn.Module, args: object, output: torch.Tensor) -> None:
-        captured.append(output)
-        raise _TrunkDone
-
-    handle = net.blocks[-1].register_forward_hook(stop)
-    try:
-        net.denoise(cond.new_zeros(1, 3, cond.shape[2] * PATCH, cond.shape[3] * PATCH), None, cond)
-    except _TrunkDone:
-        pass
-    finally:
-        handle.remove()
-    return captured[0]
-
-
-@contextmanager
-def _replaced_trunk(net: CodLiteNet, trunk: torch.Tensor) -> Iterator[None]:
-    """While active, the last DiCo block outputs `trunk` (the untiled trunk's tile) instead of its own."""
-    handle = net.blocks[-1].register_forward_hook(lambda *_: trunk) if net.blocks else None
-    try:
-        yield
-    finally:
-        if handle is not None:
-            handle.remove()

@@ -206,17 +206,26 @@ class CodLiteNet(nn.Module):
     # -- forward ---------------------------------------------------------------------------
     def denoise(self, x_t: torch.Tensor, t: torch.Tensor | None, cond: torch.Tensor) -> torch.Tensor:
         """x_t: (B, 3, H, W) noisy image in [-1, 1]; t: (B,) or None for t = 0; cond: (B, hidden, H/16, W/16)."""
-        b, _, height, width = x_t.shape
-        p = self.patch
-        h, w = height // p, width // p
-        if cond.shape[-2:] != (h, w):
+        height, width = x_t.shape[-2:]
+        if cond.shape[-2:] != (height // self.patch, width // self.patch):
             raise ValueError(f"condition grid {tuple(cond.shape[-2:])} does not match image {height}x{width}")
-        mod = self._t0_modulation() if t is None else self.modulation(t)
+        return self.head(x_t, cond, self.trunk(x_t, t, cond))
 
+    def trunk(self, x_t: torch.Tensor, t: torch.Tensor | None, cond: torch.Tensor) -> torch.Tensor:
+        """The DiCo blocks over the patch grid -> (B, hidden, H/16, W/16): the only part of
+        `denoise` that looks beyond a patch, so tiled decoding runs it once, untiled."""
+        mod = self._t0_modulation() if t is None else self.modulation(t)
         s = self.s_embedder(x_t, cond)
         for i, block in enumerate(self.blocks):
             s = block(s, mod[i])
+        return s
 
+    def head(self, x_t: torch.Tensor, cond: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """The per-pixel MLP of every 16x16 patch, given the trunk's output `s`: patch-local, so
+        any patch-aligned tile of (x_t, cond, s) gives exactly that tile of the image."""
+        b, _, height, width = x_t.shape
+        p = self.patch
+        h, w = height // p, width // p
         hx, pixels = self.config.hidden_size_x, p * p
         cond_x = self.y_embedder_x(cond).reshape(b, hx, pixels, h, w).permute(0, 3, 4, 2, 1)
         x_pix = x_t.reshape(b, 3, h, p, w, p).permute(0, 2, 4, 3, 5, 1).reshape(b, h, w, pixels, 3)
