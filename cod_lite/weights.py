@@ -4,6 +4,10 @@ The identity (sha256 over names, dtypes, shapes and bytes of the network's tenso
 every stream, so a file is never decoded with weights other than those that encoded it. An
 optional index prior (`prior.*` tensors) rides along; it has its own digest, stored in the
 streams it codes, so fitting a new prior never invalidates fixed-length streams of the model.
+
+Large matrices may be stored as int8 with one fp16 scale per output channel (`int8_scale.*`
+tensors), which halves a bundled model against fp16 at no measurable cost (docs/models.md);
+they are expanded to float32 on load, so the network itself never sees int8.
 """
 
 from __future__ import annotations
@@ -24,8 +28,11 @@ from .fileio import atomic_write
 from .models.config import ModelConfig
 
 FORMAT = "cod-lite-weights"
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"  # 2 added int8 storage; version 1 files read unchanged
+READABLE_VERSIONS = ("1", "2")
 PRIOR_PREFIX = "prior."
+INT8_SCALE_PREFIX = "int8_scale."
+INT8_MIN_SIZE = 1024  # smaller tensors (norms, biases) cost little and are the most sensitive
 
 
 def weights_digest(state: Mapping[str, torch.Tensor]) -> str:
@@ -44,14 +51,18 @@ def save_weights(
     state: Mapping[str, torch.Tensor],
     *,
     dtype: torch.dtype | None = None,
+    int8: bool = False,
     info: Mapping[str, Any] | None = None,
     overwrite: bool = False,
 ) -> Path:
-    """Write a weight file; `dtype` (e.g. torch.float16) converts floating tensors first."""
+    """Write a weight file; `dtype` (e.g. torch.float16) converts floating tensors first, `int8`
+    stores every floating tensor of 2+ dimensions and INT8_MIN_SIZE+ elements as int8."""
     tensors = {}
     for name, t in state.items():
         t = t.detach().cpu()
-        if dtype is not None and t.is_floating_point():
+        if int8 and t.is_floating_point() and t.dim() >= 2 and t.numel() >= INT8_MIN_SIZE:
+            t, tensors[INT8_SCALE_PREFIX + name] = quantize_int8(t)
+        elif dtype is not None and t.is_floating_point():
             t = t.to(dtype)
         tensors[name] = t.contiguous()
     metadata = {
@@ -62,6 +73,23 @@ def save_weights(
         "info": json.dumps(dict(info or {}), sort_keys=True),
     }
     return atomic_write(path, save(tensors, metadata=metadata), overwrite=overwrite)
+
+
+def quantize_int8(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric per-output-channel (dim 0) int8: -> (int8 values, fp16 scales); value = q * scale."""
+    rows = t.float().reshape(t.shape[0], -1)
+    scale = (rows.abs().amax(1) / 127).clamp_min(torch.finfo(torch.float16).tiny).half()
+    q = torch.round(rows / scale.float()[:, None]).clamp(-127, 127).to(torch.int8)
+    return q.reshape(t.shape), scale
+
+
+def _expand_int8(state: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
+    for key in [k for k in state if k.startswith(INT8_SCALE_PREFIX)]:
+        scale, name = state.pop(key), key[len(INT8_SCALE_PREFIX) :]
+        q = state.get(name)
+        if q is None or q.dtype != torch.int8 or q.dim() < 1 or scale.shape != (q.shape[0],):
+            raise CheckpointError(f"'{path}' is damaged: int8 tensor '{name}' does not match its scales")
+        state[name] = q.float() * scale.float().view(-1, *[1] * (q.dim() - 1))
 
 
 def attach_prior(
@@ -101,8 +129,10 @@ def load_weights(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, torch.
         raise CheckpointError(
             f"'{path}' is not a cod-lite weight file (official .pt checkpoints need `codlite import-official` first)"
         )
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"'{path}' has weight-file version {meta.get('format_version')}, this cod-lite reads {FORMAT_VERSION}")
+    if meta.get("format_version") not in READABLE_VERSIONS:
+        raise CheckpointError(
+            f"'{path}' has weight-file version {meta.get('format_version')}, this cod-lite reads {', '.join(READABLE_VERSIONS)}"
+        )
     try:
         config = ModelConfig.from_dict(json.loads(meta["config"]))
         state = load_file(str(path))
@@ -118,5 +148,6 @@ def load_weights(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, torch.
         prior = IndexPrior.from_arrays(prior_arrays)
         if prior.digest.hex() != meta.get("prior_digest"):
             raise CheckpointError(f"'{path}' is damaged: its index prior does not match the recorded digest")
+    _expand_int8(state, path)
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
     return config, state, {"weights_sha256": digest, "info": info, "prior": prior}

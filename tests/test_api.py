@@ -8,11 +8,12 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors.torch import load_file, save_file
 
 import cod_lite
 from cod_lite import bitstream
 from cod_lite.errors import BitstreamError, InputError, ModelNotFoundError
-from cod_lite.weights import load_weights, save_weights
+from cod_lite.weights import INT8_SCALE_PREFIX, load_weights, quantize_int8, read_metadata, save_weights, weights_digest
 
 from .conftest import PARITY
 
@@ -181,3 +182,23 @@ def test_module_functions_accept_a_loaded_codec(parity_codec):
     data = cod_lite.encode(image, model=parity_codec)
     assert data == parity_codec.encode(image)
     assert np.array_equal(np.asarray(cod_lite.decode(data, model=parity_codec)), np.asarray(parity_codec.decode(data)))
+
+
+def test_int8_storage_is_per_channel_and_checked(parity_weights, tmp_path):
+    t = torch.randn(8, 4, 3, 3) * torch.logspace(-3, 1, 8).view(-1, 1, 1, 1)  # channels of very different scale
+    q, scale = quantize_int8(t)
+    assert q.dtype == torch.int8 and scale.shape == (8,)
+    err = (q.float() * scale.float().view(-1, 1, 1, 1) - t).abs().amax((1, 2, 3))
+    assert torch.all(err <= scale.float() * 0.5001)  # rounding error only, relative to each channel
+    config, state, _ = load_weights(parity_weights)
+    path = save_weights(tmp_path / "q.safetensors", config, state, dtype=torch.float16, int8=True)
+    _, loaded, _ = load_weights(path)
+    assert all(v.dtype == torch.float32 for v in loaded.values()) and loaded.keys() == state.keys()
+    big = [k for k, v in state.items() if v.dim() >= 2 and v.numel() >= 1024]
+    assert big and all(not torch.equal(loaded[k], state[k]) for k in big[:3])
+    tensors = load_file(str(path))
+    tensors[INT8_SCALE_PREFIX + big[0]] = tensors[INT8_SCALE_PREFIX + big[0]][:-1]  # scales of the wrong length
+    metadata = dict(read_metadata(path), weights_sha256=weights_digest(tensors))  # consistent, yet malformed
+    save_file(tensors, str(tmp_path / "bad.safetensors"), metadata=metadata)
+    with pytest.raises(cod_lite.CheckpointError, match="does not match its scales"):
+        load_weights(tmp_path / "bad.safetensors")

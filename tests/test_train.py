@@ -96,6 +96,23 @@ def test_export_fp16_is_a_loadable_model(folder, tmp_path):
     assert export(path, out, name="again", overwrite=True) == out and cod_lite.load_model(out).name == "again"
 
 
+
+def test_export_int8_halves_the_file_and_keeps_the_decoder(folder, tmp_path):
+    path = train(settings(folder, tmp_path / "q", "onestep", steps=2), TINY)
+    half = export(path, tmp_path / "half.safetensors")
+    small = export(path, tmp_path / "small.safetensors", precision="int8")
+    assert small.stat().st_size < 0.7 * half.stat().st_size
+    assert json.loads(small.with_suffix(".json").read_text())["training"]["dtype"].startswith("int8")
+    a, b = cod_lite.load_model(half), cod_lite.load_model(small)
+    assert a.identity != b.identity  # different stored weights, so streams name the one they need
+    image = np.asarray(Image.open(next(folder.glob("*.png"))).convert("RGB"))
+    indices = a.quantize(image)
+    h, w = image.shape[:2]
+    diff = np.abs(a.reconstruct(indices, h, w).astype(int) - b.reconstruct(indices, h, w).astype(int))
+    assert diff.mean() < 1.0, diff.mean()
+    with pytest.raises(ValueError, match="precision"):
+        export(path, tmp_path / "x.safetensors", precision="int4")
+
 def test_unknown_stage(folder, tmp_path):
     with pytest.raises(ValueError, match="unknown stage"):
         Objective(CodLiteNet(TINY), settings(folder, tmp_path, "bogus"))

@@ -10,7 +10,7 @@ import sys
 from ..errors import CodLiteError
 from ..models.config import ModelConfig
 from .data import write_crop_set
-from .export import export
+from .export import PRECISIONS, export
 from .loop import TrainSettings, train
 from .stages import STAGES
 
@@ -52,11 +52,11 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--blocks", type=int, default=8)
         p.add_argument("--cond-blocks", type=int, default=6)
         p.add_argument("--encoder-channels", type=int, default=32)
-    e = sub.add_parser("export", help="write a run's EMA weights as a (fp16) model file for bundling")
+    e = sub.add_parser("export", help="write a run's EMA weights as a model file for bundling")
     e.add_argument("checkpoint")
     e.add_argument("output")
     e.add_argument("--name", default=None)
-    e.add_argument("--fp32", action="store_true", help="keep float32 instead of float16")
+    e.add_argument("--precision", choices=sorted(PRECISIONS), default="fp16", help="int8: half the size of fp16 (bundled models)")
     e.add_argument("--force", action="store_true", help="replace OUTPUT (and its .json) if they exist")
     c = sub.add_parser("crops", help="write a compact set of JPEG crops (to carry a training set to another machine)")
     c.add_argument("src")
@@ -75,7 +75,7 @@ def _run(args: argparse.Namespace) -> None:
         return
 
     if args.command == "export":
-        print(export(args.checkpoint, args.output, name=args.name, fp16=not args.fp32, overwrite=args.force))
+        print(export(args.checkpoint, args.output, name=args.name, precision=args.precision, overwrite=args.force))
         return
     config = ModelConfig(
         name=args.name, ds=args.ds, codebook_bits=args.bits, hidden_size=args.hidden, hidden_size_x=args.hidden_x,

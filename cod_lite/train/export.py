@@ -13,19 +13,34 @@ from ..fileio import atomic_write, check_target
 from ..weights import load_weights, save_weights
 
 
+PRECISIONS = {"fp32": "float32", "fp16": "float16", "int8": "int8 (per-channel fp16 scales) + float16"}
+
+
 def export(
-    checkpoint: str | os.PathLike, output: str | os.PathLike, name: str | None = None, fp16: bool = True, *, overwrite: bool = False
+    checkpoint: str | os.PathLike,
+    output: str | os.PathLike,
+    name: str | None = None,
+    precision: str = "fp16",
+    *,
+    overwrite: bool = False,
 ) -> Path:
     """Write `output` (+ `output` with suffix .json: how it was trained, for humans); an existing
-    file is replaced only with `overwrite` (exports often target the bundled models)."""
+    file is replaced only with `overwrite` (exports often target the bundled models).
+
+    `precision` 'int8' stores large matrices as int8 (`save_weights`), half the size of 'fp16';
+    the prior is not carried over: indices may move, so fit a new one with `fit-prior`.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
     record = Path(output).with_suffix(".json")
     for target in (output, record):
         check_target(target, overwrite=overwrite)
     config, state, meta = load_weights(checkpoint)
     if name:
         config = dataclasses.replace(config, name=name)
-    info = dict(meta["info"], exported_from=Path(checkpoint).name, dtype="float16" if fp16 else "float32")
-    path = save_weights(output, config, state, dtype=torch.float16 if fp16 else None, info=info, overwrite=overwrite)
+    info = dict(meta["info"], exported_from=Path(checkpoint).name, dtype=PRECISIONS[precision])
+    dtype = None if precision == "fp32" else torch.float16
+    path = save_weights(output, config, state, dtype=dtype, int8=precision == "int8", info=info, overwrite=overwrite)
     text = json.dumps({"config": config.to_dict(), "training": info}, indent=2) + "\n"
     atomic_write(record, text.encode(), overwrite=overwrite)
     return path
