@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import json
 import sys
 from collections.abc import Callable
@@ -165,8 +166,8 @@ def main() -> int:
     references = [load_image(path) for path in files]
     fid = None
     if not args.no_fid:
-        real = metrics.inception_features(references, FID_PATCH)  # once, not per setting
-        fid = lambda refs, decoded, patch: metrics.patch_fid_kid(real, decoded, patch)  # noqa: E731
+        real = functools.cache(lambda: metrics.inception_features(references, FID_PATCH))  # once, and only if a row needs it
+        fid = lambda refs, decoded, patch: metrics.patch_fid_kid(real(), decoded, patch)  # noqa: E731
     args.out.mkdir(parents=True, exist_ok=True)
     cache_file = args.out / "rows.json"
     cache = json.loads(cache_file.read_text()) if cache_file.is_file() else {}
