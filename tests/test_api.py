@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 import cod_lite
 from cod_lite import bitstream
 from cod_lite.errors import BitstreamError, InputError, ModelNotFoundError
-from cod_lite.weights import INT8_SCALE_PREFIX, load_weights, quantize_int8, read_metadata, save_weights, weights_digest
+from cod_lite.weights import INT8_MIN_SIZE, INT8_SCALE_PREFIX, load_weights, quantize_int8, read_metadata, save_weights, weights_digest
 
 from .conftest import PARITY
 
@@ -194,7 +194,7 @@ def test_int8_storage_is_per_channel_and_checked(parity_weights, tmp_path):
     path = save_weights(tmp_path / "q.safetensors", config, state, dtype=torch.float16, int8=True)
     _, loaded, _ = load_weights(path)
     assert all(v.dtype == torch.float32 for v in loaded.values()) and loaded.keys() == state.keys()
-    big = [k for k, v in state.items() if v.dim() >= 2 and v.numel() >= 1024]
+    big = [k for k, v in state.items() if v.dim() >= 2 and v.numel() >= INT8_MIN_SIZE]
     assert big and all(not torch.equal(loaded[k], state[k]) for k in big[:3])
     tensors = load_file(str(path))
     tensors[INT8_SCALE_PREFIX + big[0]] = tensors[INT8_SCALE_PREFIX + big[0]][:-1]  # scales of the wrong length

@@ -96,7 +96,6 @@ def test_export_fp16_is_a_loadable_model(folder, tmp_path):
     assert export(path, out, name="again", overwrite=True) == out and cod_lite.load_model(out).name == "again"
 
 
-
 def test_export_int8_halves_the_file_and_keeps_the_decoder(folder, tmp_path):
     path = train(settings(folder, tmp_path / "q", "onestep", steps=2), TINY)
     half = export(path, tmp_path / "half.safetensors")
@@ -112,6 +111,7 @@ def test_export_int8_halves_the_file_and_keeps_the_decoder(folder, tmp_path):
     assert diff.mean() < 1.0, diff.mean()
     with pytest.raises(ValueError, match="precision"):
         export(path, tmp_path / "x.safetensors", precision="int4")
+
 
 def test_unknown_stage(folder, tmp_path):
     with pytest.raises(ValueError, match="unknown stage"):
