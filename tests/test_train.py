@@ -72,6 +72,11 @@ def test_onestep_with_perceptual_loss_runs(folder, tmp_path):
     assert all(r["lpips_alex"] > 0 for r in log) and path.exists()
 
 
+def test_restarts_can_be_switched_off_for_fine_tuning(folder, tmp_path):
+    path = train(settings(folder, tmp_path / "n", "onestep", steps=3, restart_every=0, log_every=1), TINY)
+    assert path.exists() and "restart" not in (tmp_path / "n" / "train.log").read_text()
+
+
 def test_resume_continues_the_step_count(folder, tmp_path):
     train(settings(folder, tmp_path / "r", "onestep", steps=3, log_every=1), TINY)
     train(settings(folder, tmp_path / "r", "onestep", steps=5, log_every=1), TINY)

@@ -43,7 +43,7 @@ class TrainSettings:
     seed: int = 0
     log_every: int = 50
     save_every: int = 500
-    restart_every: int = 200
+    restart_every: int = 200  # dead-code restarts every N steps; 0: never (fine-tuning)
     l1: float = 1.0
     lpips_vgg: float = 0.0
     lpips_alex: float = 0.0
@@ -189,7 +189,7 @@ def train(settings: TrainSettings, config: ModelConfig) -> Path:
                 log.flush()
             if step % settings.log_every == 0:
                 window.clear()
-            if step % settings.restart_every == 0 and step < 0.8 * settings.steps and not settings.freeze_encoder:  # let the EMA settle at the end
+            if settings.restart_every and step % settings.restart_every == 0 and step < 0.8 * settings.steps and not settings.freeze_encoder:  # let the EMA settle at the end
                 restarted = usage.restart_dead(net.y_embedder.bottleneck, z) if rank == 0 else 0
                 if distributed:
                     dist.broadcast(net.y_embedder.bottleneck.embedding.weight.data, 0)
