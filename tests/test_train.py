@@ -86,6 +86,15 @@ def test_resume_continues_the_step_count(folder, tmp_path):
     assert steps == [1, 2, 3, 4, 5]
 
 
+def test_resume_refuses_a_changed_objective(folder, tmp_path):
+    train(settings(folder, tmp_path / "r", "onestep", steps=2), TINY)
+    with pytest.raises(ValueError, match=r"l1=1\.0 \(this command: 0\.5\)"):
+        train(settings(folder, tmp_path / "r", "onestep", steps=4, l1=0.5), TINY)
+    assert torch.load(tmp_path / "r" / "last_state.pt", weights_only=True)["step"] == 2
+    train(settings(folder, tmp_path / "r", "onestep", steps=3, lr=1e-3), TINY)  # schedule options may change
+    assert torch.load(tmp_path / "r" / "last_state.pt", weights_only=True)["step"] == 3
+
+
 def test_export_fp16_is_a_loadable_model(folder, tmp_path):
     path = train(settings(folder, tmp_path / "e", "onestep", steps=2), TINY)
     out = export(path, tmp_path / "m.safetensors", name="tiny-exported")

@@ -75,6 +75,20 @@ def load_matching(net: torch.nn.Module, state: dict[str, torch.Tensor]) -> int:
     return len(matching)
 
 
+# What a run optimises: resuming a run folder with any of these changed is refused, because a
+# forgotten loss flag would otherwise silently train the rest of the run on another objective.
+RESUME_FIXED = ("stage", "l1", "lpips_vgg", "lpips_alex", "t0_fraction", "align", "teacher", "teacher_steps",
+                "distill", "adversarial", "freeze_encoder")
+
+
+def check_resume(settings: TrainSettings, saved: dict) -> None:
+    changed = [f"{k}={saved[k]!r} (this command: {getattr(settings, k)!r})"
+               for k in RESUME_FIXED if k in saved and saved[k] != getattr(settings, k)]
+    if changed:
+        raise ValueError(f"{settings.out} was trained with {', '.join(changed)}; "
+                         "repeat its options to resume it, or start a new run with another --out")
+
+
 def hardware() -> str:
     if torch.cuda.is_available():
         return f"{torch.cuda.device_count()}x {torch.cuda.get_device_name(0)}"
@@ -96,6 +110,8 @@ def train(settings: TrainSettings, config: ModelConfig) -> Path:
     step = 0
     state_file, ema_file = out / "last_state.pt", out / "last.safetensors"
     if state_file.exists():
+        _, ema_state, ema_meta = load_weights(ema_file)
+        check_resume(settings, ema_meta.get("info", {}).get("settings", {}))
         saved = torch.load(state_file, map_location="cpu", weights_only=True)
         net.load_state_dict(saved["model"])
         step = int(saved["step"])
@@ -108,8 +124,8 @@ def train(settings: TrainSettings, config: ModelConfig) -> Path:
         net.y_embedder.encoder.requires_grad_(False).eval()
         net.y_embedder.bottleneck.requires_grad_(False)
     ema = copy.deepcopy(net).eval().requires_grad_(False)
-    if ema_file.exists() and state_file.exists():
-        ema.load_state_dict(load_weights(ema_file)[1])
+    if state_file.exists():
+        ema.load_state_dict(ema_state)
 
     objective = Objective(net, settings).to(device)
     if state_file.exists() and saved.get("aux"):
