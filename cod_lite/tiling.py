@@ -13,7 +13,9 @@ The network is not local everywhere, so tiles are built around its non-local par
   approximate the untiled ones (docs/performance.md has the measured agreement).
 - Denoiser: the DiCo trunk runs on the patch grid (1/256 of the pixels) but uses channel attention
   over the whole grid, so it runs once untiled; tiles of the per-patch pixel head then receive that
-  trunk output, which makes tiled decoding of a given condition exact.
+  trunk output, which makes tiled decoding of a given condition exact. A model with a seam
+  refiner gets tiles one patch wider on each side (its radius is 5 px), so it sees what the
+  untiled pass sees (equal up to float rounding: its convs sum in another order per size).
 
 Estimates are fp32 peak bytes fitted to peak RSS measured on CPU (PyTorch 2.13); they err on the
 high side.
@@ -141,10 +143,11 @@ def reconstruct_tiled(net: CodLiteNet, indices: torch.Tensor, budget: int) -> to
 
     out = torch.empty(height, width, 3, dtype=torch.uint8, device=indices.device)
     fits = lambda h, w: fixed + 4 * trunk.numel() + _denoise_bytes(config, h * w * PATCH**2) <= budget  # noqa: E731
-    for tile, _, outer in placements(layout(height // PATCH, width // PATCH, 1, 0, fits), Fraction(PATCH)):
+    halo = 0 if net.refine is None else 1  # one patch is wider than SeamRefiner.RADIUS
+    for tile, inner, outer in placements(layout(height // PATCH, width // PATCH, 1, halo, fits), Fraction(PATCH)):
         c = cond[(..., *tile)]
         x_t = c.new_zeros(1, 3, c.shape[2] * PATCH, c.shape[3] * PATCH)
-        out[outer] = to_uint8(net.head(x_t, c, trunk[(..., *tile)]))[0]
+        out[outer] = to_uint8(net.refined(net.head(x_t, c, trunk[(..., *tile)])))[0][inner]
     return out
 
 

@@ -108,3 +108,30 @@ def test_model_names_must_fit_in_a_stream_header():
         ModelConfig(name="é" * 128)  # 256 bytes
     with pytest.raises(cod_lite.CheckpointError, match="model name"):
         config_from_official({}, name="")
+
+
+def test_the_seam_refiner_starts_as_the_identity_and_sees_across_patch_borders():
+    config = ModelConfig(hidden_size=32, hidden_size_x=8, num_blocks=2, num_cond_blocks=1, encoder_channels=32)
+    torch.manual_seed(0)
+    plain = CodLiteNet(config).eval()
+    refined = CodLiteNet(ModelConfig(**{**config.to_dict(), "refine_channels": 8})).eval()
+    missing, unexpected = refined.load_state_dict(plain.state_dict(), strict=False)
+    assert all(k.startswith("refine.") for k in missing) and missing and not unexpected
+    idx = torch.randint(0, 256, (1, 4, 6))
+    with torch.inference_mode():
+        torch.testing.assert_close(refined.reconstruct(idx), plain.reconstruct(idx), rtol=0, atol=0)
+        torch.nn.init.normal_(refined.refine.conv2.weight, std=0.1)
+        image = torch.zeros(1, 3, 32, 48)
+        image[..., 16:, :] = 1  # a step on the patch border at row 16
+        delta = (refined.refine(image) - image).abs().amax(dim=(0, 1, 3))
+    assert delta[10:22].min() > 0  # rows within 5 px of the border change
+    assert refined.refine.RADIUS == 5
+
+
+def test_configs_without_a_refiner_keep_their_old_form():
+    assert "refine_channels" not in ModelConfig().to_dict()
+    config = ModelConfig(refine_channels=16)
+    assert ModelConfig.from_dict(config.to_dict()) == config
+    assert ModelConfig.from_dict(ModelConfig().to_dict()).refine_channels == 0
+    with pytest.raises(ValueError, match="refine_channels"):
+        ModelConfig(refine_channels=-1)

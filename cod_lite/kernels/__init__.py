@@ -51,7 +51,7 @@ def reconstruct(net: CodLiteNet, indices: torch.Tensor) -> torch.Tensor:
     """(B, h, w) indices -> (B, 3, h*ds, w*ds) image in [-1, 1] (not clamped), in the net's dtype."""
     with _on(indices.device):
         cond = net.y_embedder.decode(indices)
-        return ops.pixel_head(net, cond, _trunk(net, cond))
+        return net.refined(ops.pixel_head(net, cond, _trunk(net, cond)))
 
 
 def _trunk(net: CodLiteNet, cond: torch.Tensor) -> torch.Tensor:

@@ -17,6 +17,8 @@ class ModelConfig:
     Defaults are the authors' official one-step codec (52M decoder, 28M encoder) at ds 16,
     8 bits (0.0312 bpp). `encoder_channels` is not an official setting (they hard-code 128);
     it lets small models, and the parity fixture, shrink the condition encoder.
+    `refine_channels` > 0 adds our seam refiner after the pixel head (`SeamRefiner`; not in the
+    official models, which keep 0).
     """
 
     name: str = "unnamed"
@@ -31,6 +33,7 @@ class ModelConfig:
     mlp_ratio: float = 4.0
     encoder_channels: int = 128
     codebook_dim: int = 128
+    refine_channels: int = 0
 
     def __post_init__(self) -> None:
         if not 1 <= len(self.name.encode("utf-8")) <= 255:  # every stream carries the name
@@ -43,6 +46,8 @@ class ModelConfig:
             raise ValueError("num_cond_blocks must be between 0 and num_blocks")
         if self.patch_size != 16 or self.in_channels != 3:
             raise ValueError("only patch_size 16 and 3 input channels are supported")
+        if self.refine_channels < 0:
+            raise ValueError("refine_channels must be >= 0")
         if self.encoder_channels % 32 or self.hidden_size % 32:
             raise ValueError("encoder_channels and hidden_size must be multiples of 32 (GroupNorm)")
 
@@ -60,7 +65,10 @@ class ModelConfig:
         return self.codebook_bits / self.ds**2
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        if not self.refine_channels:  # files without a refiner keep the config they always had
+            del values["refine_channels"]
+        return values
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)

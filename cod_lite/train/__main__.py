@@ -52,6 +52,7 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--blocks", type=int, default=8)
         p.add_argument("--cond-blocks", type=int, default=6)
         p.add_argument("--encoder-channels", type=int, default=32)
+        p.add_argument("--refine-channels", type=int, default=0, help="> 0: add the seam refiner (see SeamRefiner)")
     e = sub.add_parser("export", help="write a run's EMA weights as a model file for bundling")
     e.add_argument("checkpoint")
     e.add_argument("output")
@@ -80,6 +81,7 @@ def _run(args: argparse.Namespace) -> None:
     config = ModelConfig(
         name=args.name, ds=args.ds, codebook_bits=args.bits, hidden_size=args.hidden, hidden_size_x=args.hidden_x,
         num_blocks=args.blocks, num_cond_blocks=args.cond_blocks, encoder_channels=args.encoder_channels,
+        refine_channels=args.refine_channels,
     )
     names = {f.name for f in dataclasses.fields(TrainSettings)}
     settings = TrainSettings(stage=args.command, **{k: v for k, v in vars(args).items() if k in names})
