@@ -20,7 +20,11 @@ from .errors import BitstreamError, InputError
 from .image_io import ImageSource, load_image, pixel_limit
 from .models.config import ModelConfig
 from .models.network import CodLiteNet, to_uint8
-from .weights import load_weights
+from .models.sampling import Sampling, check_steps, make_noise, sample, unconditional_image
+from .weights import load_weights, read_sampling
+
+DEFAULT_SEED = 0  # seed=None: multi-step decoding is deterministic unless a caller picks another
+SAMPLE_STATE_BYTES = 48  # per pixel while sampling: state, noise, prediction, update (4 fp32 RGB maps; an estimate)
 
 
 
@@ -99,8 +103,54 @@ class Codec:
                 return tiling.quantize_tiled(self.net, pixels, self.max_memory, self.device)
             return self._quantize(tiling.image_tensor(pixels, self.device))[0].cpu().numpy().astype(np.int64)
 
-    def reconstruct(self, indices: np.ndarray, height: int, width: int) -> np.ndarray:
-        """Index grid -> uint8 HxWx3 image, cropped to height x width."""
+    # -- steps ----------------------------------------------------------------------------------
+    @functools.cached_property
+    def sampling(self) -> Sampling | None:
+        """The model's rectified-flow record from its weight file (None: a one-step codec)."""
+        return read_sampling(self.path) if self.path is not None else None
+
+    def steps_for(self, steps: int | None) -> int:
+        """`steps` checked against this model; None is the model's default (1 for one-step codecs)."""
+        if steps is None:
+            return self.sampling.steps if self.sampling else 1
+        check_steps(steps)
+        if steps > 1 and self.sampling is None:
+            raise InputError(
+                f"model '{self.name}' is a one-step codec: it decodes with 1 step, not {steps} "
+                "(more steps need a model trained with the rectified-flow pretrain stage)"
+            )
+        return steps
+
+    def _one_pass(self, steps: int) -> bool:
+        """Whether decoding is the plain t = 0 pass (no noise, the seed does not matter)."""
+        return steps == 1 and (self.sampling is None or self.sampling.t0_input == "zeros")
+
+    def _sample(self, idx: torch.Tensor, steps: int, seed: int | None) -> torch.Tensor:
+        """(B, h, w) indices -> (B, H, W, 3) uint8, `steps` Euler steps from the seed's noise
+        (every image of the batch gets the same noise: the one `seed` gives its size)."""
+        b, height, width = idx.shape[0], idx.shape[1] * self.model_config.ds, idx.shape[2] * self.model_config.ds
+        if self._sample_bytes(self.model_config, height, width) * b > self.max_memory:
+            raise InputError(
+                f"a {width}x{height} image needs tiled decoding under max_memory={self.max_memory}, "
+                f"which supports 1 step only (asked for {steps}); raise max_memory"
+            )
+        cond = self.net.y_embedder.decode(idx)
+        noise = make_noise(DEFAULT_SEED if seed is None else seed, height, width, self.device, cond.dtype).expand(b, -1, -1, -1)
+        uncond = None
+        if self.sampling.guidance != 1:
+            blank = unconditional_image(height, width, self.device).to(cond.dtype)
+            uncond = self.net.y_embedder.decode(self.net.quantize(blank)).expand_as(cond)
+        return to_uint8(sample(self.net.denoise, cond, noise, steps, self.sampling, uncond))
+
+    @staticmethod
+    def _sample_bytes(config: ModelConfig, height: int, width: int) -> int:
+        return tiling.reconstruct_bytes(config, height, width) + SAMPLE_STATE_BYTES * height * width
+
+    def reconstruct(
+        self, indices: np.ndarray, height: int, width: int, *, steps: int | None = None, seed: int | None = None
+    ) -> np.ndarray:
+        """Index grid -> uint8 HxWx3 image, cropped to height x width; `steps` > 1 samples the
+        model's rectified flow from the noise of `seed` (docs/format.md, "Multi-step decoding")."""
         indices = np.asarray(indices)
         ds = self.model_config.ds
         ph, pw = self._padded_size(height, width)
@@ -108,9 +158,12 @@ class Codec:
             raise InputError(f"indices of shape {indices.shape} do not fit a {width}x{height} image (need {(ph // ds, pw // ds)})")
         if indices.size and (indices.min() < 0 or indices.max() >= self.model_config.codebook_size):
             raise InputError(f"indices must be in 0..{self.model_config.codebook_size - 1}")
+        steps = self.steps_for(steps)
         idx = torch.from_numpy(indices.astype(np.int64)).to(self.device)[None]
         with torch.inference_mode():
-            if tiling.reconstruct_bytes(self.model_config, ph, pw) > self.max_memory:
+            if not self._one_pass(steps):
+                out = self._sample(idx, steps, seed)[0, :height, :width]
+            elif tiling.reconstruct_bytes(self.model_config, ph, pw) > self.max_memory:
                 out = tiling.reconstruct_tiled(self.net, idx, self.max_memory)[:height, :width]
             else:
                 out = to_uint8(self._reconstruct(idx))[0, :height, :width]
@@ -185,26 +238,32 @@ class Codec:
         indices = decode_grid(header.method, header.payload, shape, self.model_config.codebook_bits, self.prior)
         return indices, header.height, header.width
 
-    def decode(self, data: bytes) -> PIL.Image.Image:
-        """A cod-lite v1 stream -> RGB image."""
+    def decode(self, data: bytes, steps: int | None = None, seed: int | None = None) -> PIL.Image.Image:
+        """A cod-lite v1 stream -> RGB image; `steps` and `seed` as in `reconstruct` (the stream
+        does not depend on them)."""
+        steps = self.steps_for(steps)
         indices, height, width = self.decode_indices(data)
-        return PIL.Image.fromarray(self.reconstruct(indices, height, width), "RGB")
+        return PIL.Image.fromarray(self.reconstruct(indices, height, width, steps=steps, seed=seed), "RGB")
 
-    def decode_many(self, streams: Sequence[bytes]) -> list[np.ndarray]:
+    def decode_many(self, streams: Sequence[bytes], steps: int | None = None, seed: int | None = None) -> list[np.ndarray]:
         """HxWx3 uint8 images for several streams; like `encode_many`, images of one size share
-        network calls."""
+        network calls. Each image equals what `decode` gives it with the same steps and seed."""
+        steps = self.steps_for(steps)
+        one_pass = self._one_pass(steps)
         parsed = [self.decode_indices(data) for data in streams]
         images: list[np.ndarray | None] = [None] * len(parsed)
         sizes = [self._padded_size(height, width) for _, height, width in parsed]
-        for group in self._batches(sizes, tiling.reconstruct_bytes):
+        for group in self._batches(sizes, tiling.reconstruct_bytes if one_pass else self._sample_bytes):
             idx = torch.from_numpy(np.stack([parsed[i][0] for i in group])).to(self.device)
             with torch.inference_mode():
-                out = to_uint8(self._reconstruct(idx)).cpu().numpy()
+                out = (to_uint8(self._reconstruct(idx)) if one_pass else self._sample(idx, steps, seed)).cpu().numpy()
             for i, image in zip(group, out):
                 images[i] = np.ascontiguousarray(image[: parsed[i][1], : parsed[i][2]])
-        return [image if image is not None else self.reconstruct(*p) for image, p in zip(images, parsed)]
+        return [
+            image if image is not None else self.reconstruct(*p, steps=steps, seed=seed) for image, p in zip(images, parsed)
+        ]
 
-    def decode_reference(self, data: bytes) -> PIL.Image.Image:
+    def decode_reference(self, data: bytes, steps: int | None = None, seed: int | None = None) -> PIL.Image.Image:
         """A `.cod` file in the authors' layout (which does not say which model made it)."""
         width, height, payload = bitstream.read_reference_cod(data)
         ds, unit = self.model_config.ds, self.model_config.size_unit
@@ -212,7 +271,7 @@ class Codec:
             raise BitstreamError(f"reference .cod size {width}x{height} is not a multiple of {unit}, which this model needs")
         count = (height // ds) * (width // ds)
         indices = unpack_indices(payload, self.model_config.codebook_bits, count).reshape(height // ds, width // ds)
-        return PIL.Image.fromarray(self.reconstruct(indices, height, width), "RGB")
+        return PIL.Image.fromarray(self.reconstruct(indices, height, width, steps=steps, seed=seed), "RGB")
 
 
 def torch_device(name: str | None) -> torch.device:
@@ -291,11 +350,14 @@ def decode(
     max_memory: int | str = tiling.DEFAULT_MAX_MEMORY,
     compile: bool = False,
     device: str | None = None,
+    steps: int | None = None,
+    seed: int | None = None,
 ) -> PIL.Image.Image:
     """Decompress a stream; with model=None the stream's own model identity picks the weights,
-    so a `.cod` file is all a user needs to keep."""
+    so a `.cod` file is all a user needs to keep. `steps` (default: the model's own, 1 for
+    one-step codecs) and `seed` (default 0) choose the multi-step decoding of rectified-flow models."""
     if model is None:
         header = bitstream.parse(data)
         model = zoo.find_by_identity(header.model_name, header.model_hash)
     codec = model if isinstance(model, Codec) else load_model(model, device, max_memory=max_memory, compile=compile)
-    return codec.decode(data)
+    return codec.decode(data, steps=steps, seed=seed)

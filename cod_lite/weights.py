@@ -8,6 +8,10 @@ streams it codes, so fitting a new prior never invalidates fixed-length streams 
 Large matrices may be stored as int8 with one fp16 scale per output channel (`int8_scale.*`
 tensors), which halves a bundled model against fp16 at no measurable cost (docs/models.md);
 they are expanded to float32 on load, so the network itself never sees int8.
+
+A model trained with the rectified-flow `pretrain` stage carries a `sampling` record (JSON of
+`models.sampling.Sampling`): it may be decoded with more than one step. Like the prior, it
+stays out of the identity: steps are a decoder-side choice, streams do not depend on them.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from .entropy.prior import IndexPrior
 from .errors import CheckpointError
 from .fileio import atomic_write
 from .models.config import ModelConfig
+from .models.sampling import Sampling
 
 FORMAT = "cod-lite-weights"
 FORMAT_VERSION = "2"  # 2 added int8 storage; version 1 files read unchanged
@@ -53,10 +58,12 @@ def save_weights(
     dtype: torch.dtype | None = None,
     int8: bool = False,
     info: Mapping[str, Any] | None = None,
+    sampling: Sampling | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Write a weight file; `dtype` (e.g. torch.float16) converts floating tensors first, `int8`
-    stores every floating tensor of 2+ dimensions and INT8_MIN_SIZE+ elements as int8."""
+    stores every floating tensor of 2+ dimensions and INT8_MIN_SIZE+ elements as int8;
+    `sampling` marks a multi-step (rectified-flow) model, None a one-step codec."""
     tensors = {}
     for name, t in state.items():
         t = t.detach().cpu()
@@ -72,6 +79,8 @@ def save_weights(
         "weights_sha256": weights_digest(tensors),
         "info": json.dumps(dict(info or {}), sort_keys=True),
     }
+    if sampling is not None:
+        metadata["sampling"] = sampling.to_json()
     return atomic_write(path, save(tensors, metadata=metadata), overwrite=overwrite)
 
 
@@ -122,8 +131,23 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
         raise CheckpointError(f"'{path}' is not a safetensors weight file ({e})") from None
 
 
+def read_sampling(path: str | os.PathLike) -> Sampling | None:
+    """The file's sampling record (None: a one-step codec), from the header alone."""
+    return _sampling(read_metadata(path), path)
+
+
+def _sampling(meta: Mapping[str, str], path: str | os.PathLike) -> Sampling | None:
+    if "sampling" not in meta:
+        return None
+    try:
+        return Sampling.from_json(meta["sampling"])
+    except (ValueError, TypeError) as e:
+        raise CheckpointError(f"'{path}' is damaged: bad sampling record ({e})") from None
+
+
 def load_weights(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, torch.Tensor], dict[str, Any]]:
-    """-> (config, float32 state dict, metadata with 'weights_sha256', decoded 'info' and 'prior')."""
+    """-> (config, float32 state dict, metadata with 'weights_sha256', decoded 'info', 'prior'
+    and 'sampling')."""
     meta = read_metadata(path)
     if meta.get("format") != FORMAT:
         raise CheckpointError(
@@ -148,6 +172,7 @@ def load_weights(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, torch.
         prior = IndexPrior.from_arrays(prior_arrays)
         if prior.digest.hex() != meta.get("prior_digest"):
             raise CheckpointError(f"'{path}' is damaged: its index prior does not match the recorded digest")
+    sampling = _sampling(meta, path)
     _expand_int8(state, path)
     state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    return config, state, {"weights_sha256": digest, "info": info, "prior": prior}
+    return config, state, {"weights_sha256": digest, "info": info, "prior": prior, "sampling": sampling}

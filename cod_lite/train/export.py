@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from ..fileio import atomic_write, check_target
+from ..models.sampling import Sampling
 from ..weights import load_weights, save_weights
 
 
@@ -40,7 +41,15 @@ def export(
         config = dataclasses.replace(config, name=name)
     info = dict(meta["info"], exported_from=Path(checkpoint).name, dtype=PRECISIONS[precision])
     dtype = None if precision == "fp32" else torch.float16
-    path = save_weights(output, config, state, dtype=dtype, int8=precision == "int8", info=info, overwrite=overwrite)
-    text = json.dumps({"config": config.to_dict(), "training": info}, indent=2) + "\n"
+    sampling = meta["sampling"]  # a pretrain-stage model stays multi-step (older runs' files lack the record)
+    if sampling is None and meta["info"].get("stage") == "pretrain":
+        sampling = Sampling()
+    path = save_weights(
+        output, config, state, dtype=dtype, int8=precision == "int8", info=info, sampling=sampling, overwrite=overwrite
+    )
+    summary = {"config": config.to_dict(), "training": info}
+    if sampling is not None:
+        summary["sampling"] = json.loads(sampling.to_json())
+    text = json.dumps(summary, indent=2) + "\n"
     atomic_write(record, text.encode(), overwrite=overwrite)
     return path

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..models.network import CodLiteNet
+from ..models.sampling import Sampling, sample
 from .vq import quantize
 
 if TYPE_CHECKING:
@@ -83,16 +84,11 @@ def hinge_d_loss(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Te
 
 @torch.no_grad()
 def sample_teacher(teacher: CodLiteNet, x01: torch.Tensor, steps: int) -> torch.Tensor:
-    """Euler integration of the teacher's rectified flow from noise (t ~ 0) to data (t = 1),
-    conditioned on the teacher's own quantisation of the image; returns [-1, 1] images."""
+    """The teacher's rectified flow sampled with `steps` Euler steps (`models.sampling`, the
+    codec's multi-step decoder), conditioned on its own quantisation of the image, from noise of
+    the global RNG; returns [-1, 1] images."""
     cond = teacher.y_embedder.decode(teacher.quantize(x01))
-    x = torch.randn_like(x01)
-    times = torch.linspace(0.02, 1.0, steps + 1, device=x01.device)
-    pred = x
-    for t0, t1 in zip(times[:-1], times[1:]):
-        pred = teacher.denoise(x, t0.expand(x.shape[0]), cond)
-        x = x + (t1 - t0) * (pred - x) / (1 - t0)
-    return pred
+    return sample(teacher.denoise, cond, torch.randn_like(x01), steps, Sampling())
 
 
 class Objective(nn.Module):
