@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from ..models.config import ModelConfig
 from ..models.network import CodLiteNet
+from ..models.sampling import Sampling
 from ..weights import load_weights, save_weights
 from .data import CropSampler
 from .stages import Objective
@@ -153,7 +154,8 @@ def train(settings: TrainSettings, config: ModelConfig) -> Path:
             "stage": settings.stage, "steps": step, "data": os.path.abspath(settings.data), "hardware": hardware(),
             "settings": {k: v for k, v in asdict(settings).items() if k not in ("data", "out")},
         }
-        save_weights(ema_file, config, ema.state_dict(), info=info, overwrite=True)
+        sampling = Sampling() if settings.stage == "pretrain" else None  # rectified flow: --steps works
+        save_weights(ema_file, config, ema.state_dict(), info=info, sampling=sampling, overwrite=True)
         state = {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "aux": objective.trainable_state()}
         if d_optimizer is not None:
             state["d_optimizer"] = d_optimizer.state_dict()
