@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pickle
 
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -11,6 +12,8 @@ from safetensors.torch import load_file
 
 import cod_lite
 from cod_lite.errors import CheckpointError
+from cod_lite.models.sampling import Sampling
+from cod_lite.official import config_from_official, read_official_config, read_official_sampler
 from cod_lite.weights import load_weights
 
 from .conftest import PARITY
@@ -127,3 +130,60 @@ def test_not_a_checkpoint(tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"\x00garbage" * 10)
     with pytest.raises(CheckpointError):
         cod_lite.import_official(tmp_path / "junk.pt", ARGS, tmp_path / "m.safetensors", encoder_channels=32)
+
+
+# -- the authors' multi-step pre-trained model (CoD_Lite_pretrain.pt): layout derived ------------
+def pretrain_yaml(tmp_path, sampler: dict | None = None, **overrides) -> str:
+    """A Lightning config in the layout of the authors' pre-training configs: model.denoiser
+    (a DConv, ds and codebook_bits left to their defaults unless given) + model.diffusion_sampler."""
+    args = {k: v for k, v in ARGS.items() if k not in ("ds", "codebook_bits")}
+    args.update(overrides)
+    model = {"denoiser": {"class_path": "cod.models.pixel_cnn.DConv", "init_args": args}}
+    if sampler is not None:
+        model["diffusion_sampler"] = {"class_path": "cod.diffusion.EulerSampler", "init_args": sampler}
+    path = tmp_path / "pretrain.yaml"
+    path.write_text(yaml.safe_dump({"model": model}))
+    return path
+
+
+AUTHORS_SAMPLER = {
+    "num_steps": 100, "guidance": 3.0, "guidance_interval_min": 0.1, "guidance_interval_max": 1.0,
+    "scheduler": "cod.diffusion.LinearScheduler", "last_step": 0.04, "w_scheduler": "cod.diffusion.LinearScheduler",
+    "guidance_fn": "cod.diffusion.simple_guidance_fn", "step_fn": "cod.diffusion.ode_step_fn",
+}
+
+
+def test_pretrain_checkpoint_imports_its_ema_weights_as_multi_step(tmp_path, parity_weights):
+    ema = {f"ema_denoiser.{k[4:]}": v for k, v in official_state().items()}
+    raw = {f"denoiser.{k[len('ema_denoiser.'):]}": v + 1 for k, v in ema.items()}  # the non-EMA copy differs
+    trainer = {"diffusion_trainer.proj.0.0.weight": torch.zeros(4, 4)}
+    torch.save({"state_dict": {**raw, **ema, **trainer}}, tmp_path / "CoD_Lite_pretrain.pt")
+    config = pretrain_yaml(tmp_path, AUTHORS_SAMPLER, ds=16, codebook_bits=8)
+    out = cod_lite.import_official(tmp_path / "CoD_Lite_pretrain.pt", config, tmp_path / "pre.safetensors", encoder_channels=32)
+    _, _, meta = load_weights(out)
+    assert meta["weights_sha256"] == load_weights(parity_weights)[2]["weights_sha256"]  # the EMA tensors, unchanged
+    assert meta["sampling"] == Sampling(steps=100, t0_input="noise", last_step=0.04, guidance=3.0, guidance_interval=(0.1, 1.0))
+    assert meta["info"]["prefix"] == "ema_denoiser."
+    codec = cod_lite.load_model(out)
+    data = codec.encode(PARITY / "image.png")
+    a = np.asarray(codec.decode(data, steps=3, seed=5))
+    assert np.array_equal(a, np.asarray(codec.decode(data, steps=3, seed=5)))
+    assert not np.array_equal(a, np.asarray(codec.decode(data, steps=3, seed=6)))
+
+
+def test_pretrain_yaml_defaults_and_paper_sampler(tmp_path):
+    config = pretrain_yaml(tmp_path)  # no ds/bits: the reference's defaults; no sampler: the paper's
+    assert config_from_official(read_official_config(config), "x", 32).ds == 32
+    assert config_from_official(read_official_config(config), "x", 32).codebook_bits == 4
+    assert read_official_sampler(config) == Sampling(steps=25, t0_input="noise", guidance=3.0, guidance_interval=(0.1, 1.0))
+
+
+def test_pretrain_with_another_step_function_is_refused(tmp_path):
+    torch.save({"state_dict": {f"ema_denoiser.{k[4:]}": v for k, v in official_state().items()}}, tmp_path / "p.pt")
+    config = pretrain_yaml(tmp_path, {**AUTHORS_SAMPLER, "timeshift": 3.0}, ds=16, codebook_bits=8)
+    with pytest.raises(CheckpointError, match="unsupported sampler setting timeshift=3.0"):
+        cod_lite.import_official(tmp_path / "p.pt", config, tmp_path / "m.safetensors", encoder_channels=32)
+
+
+def test_one_step_checkpoints_stay_one_step(parity_weights):
+    assert load_weights(parity_weights)[2]["sampling"] is None
