@@ -60,6 +60,9 @@ def test_known_values_on_known_pairs(folders, perceptual_home):
     assert same["bpp"] is None and off_by_one["bytes"] == 128
     assert off_by_one["bpp"] == pytest.approx(8 * 128 / 176**2)
     assert result.means["bpp"] == pytest.approx(8 * 128 / 176**2)
+    # adding 1 everywhere changes no step: the decoded image's blockiness is its original's
+    assert off_by_one["blockiness"] == pytest.approx(off_by_one["blockiness_ref"], rel=1e-12)
+    assert off_by_one["blockiness_ref"] == metrics.blockiness(np.asarray(Image.open(ref / "sub" / "b.png")))
 
 
 def test_cli_writes_table_csv_json_and_refuses_to_overwrite(folders, perceptual_home, tmp_path):
@@ -129,3 +132,27 @@ def test_tiny_images_give_nan_metrics_and_a_set_level_fid_failure(perceptual_hom
     out = CliRunner().invoke(cli, ["evaluate", str(ref), str(dec), "--fid", "--out", str(tmp_path / "r")])
     assert out.exit_code == 1 and "FID/KID" in out.stderr and "Traceback" not in out.output
     assert (tmp_path / "r.csv").is_file()
+
+
+def test_blockiness_of_decoded_and_original_in_rows_table_and_csv(perceptual_home, tmp_path):
+    """A ramp decoded with a +0/+20 checkerboard over the 16x16 patches: blockiness 20 (docstring
+    arithmetic in test_blockiness), its original exactly 1."""
+    ref, dec = tmp_path / "ref", tmp_path / "dec"
+    ref.mkdir(), dec.mkdir()
+    yy, xx = np.mgrid[0:192, 0:192]
+    ramp = (xx + yy) // 2 + 20  # steps of 0 or 1, in [20, 211]
+    grid = ramp + 20 * ((yy // 16 + xx // 16) % 2)
+    as_rgb = lambda y: np.repeat(y.astype(np.uint8)[..., None], 3, axis=2)  # noqa: E731
+    Image.fromarray(as_rgb(ramp)).save(ref / "r.png")
+    Image.fromarray(as_rgb(grid)).save(dec / "r.png")
+    expected = metrics.blockiness(as_rgb(grid))
+    assert expected > 10 and metrics.blockiness(as_rgb(ramp)) == pytest.approx(1.0, abs=0.05)
+
+    row = cod_lite.evaluate(ref, dec, progress=False).rows[0]
+    assert row["blockiness"] == expected and row["blockiness_ref"] == metrics.blockiness(as_rgb(ramp))
+    out = CliRunner().invoke(cli, ["evaluate", str(ref), str(dec), "--out", str(tmp_path / "r")])
+    assert out.exit_code == 0, out.output
+    assert "Block" in out.stdout and f"{expected:.3f}" in out.stdout
+    table = list(csv.DictReader(io.StringIO((tmp_path / "r.csv").read_text())))
+    assert float(table[0]["blockiness"]) == pytest.approx(expected) and float(table[-1]["blockiness_ref"]) == pytest.approx(row["blockiness_ref"])
+    assert json.loads((tmp_path / "r.json").read_text())["mean"]["blockiness"] == pytest.approx(expected)

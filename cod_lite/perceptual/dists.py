@@ -45,14 +45,21 @@ class DISTS(nn.Module):
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         check_image_pair(x, y)
         batch = x.shape[0]
-        both = torch.cat([x, y])
-        feats = [both, *self.net((both - self.mean) / self.std)]
+        feats = self.features(torch.cat([x, y]))
+        return self.compare([f[:batch] for f in feats], [f[batch:] for f in feats])
+
+    def features(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The image and its five L2-pooled VGG taps; computed once, a reference's features can
+        be `compare`d with many distorted images."""
+        return [x, *self.net((x - self.mean) / self.std)]
+
+    def compare(self, feats_x: list[torch.Tensor], feats_y: list[torch.Tensor]) -> torch.Tensor:
+        """DISTS from two images' `features` (same sizes), shape (B,)."""
         total = self.alpha.sum() + self.beta.sum()
         alphas = torch.split(self.alpha / total, self.split_sizes, dim=1)
         betas = torch.split(self.beta / total, self.split_sizes, dim=1)
-        similarity = x.new_zeros(batch)
-        for feat, alpha, beta in zip(feats, alphas, betas):
-            fx, fy = feat[:batch], feat[batch:]
+        similarity = feats_x[0].new_zeros(feats_x[0].shape[0])
+        for fx, fy, alpha, beta in zip(feats_x, feats_y, alphas, betas):
             mx, my = fx.mean(dim=(2, 3), keepdim=True), fy.mean(dim=(2, 3), keepdim=True)
             texture = (2 * mx * my + C1) / (mx * mx + my * my + C1)
             # Centred products rather than E[xy] - E[x]E[y]: same quantity without float32
