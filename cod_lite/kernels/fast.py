@@ -1,0 +1,189 @@
+"""The reduced-precision inference path (`precision="bf16"` / `"auto"`), plain torch, CPU or CUDA.
+
+    fast = FastPath(net, torch.bfloat16)
+    indices = fast.quantize(image01)     # as net.quantize; the VQ distances stay fp32
+    image = fast.reconstruct(indices)    # as net.reconstruct, returned in fp32
+
+The convolutions, attention and GEMMs run under bf16 autocast. The pixel head, which was most
+of the decode time, is restructured for the t = 0 pass (x_t = 0), where most of it is linear:
+
+- the zero image's pixels drop out, and `y_embedder_x`, the condition/DCT columns of
+  `x_embedder` and `input_proj` compose into one (hidden -> 256 * hx) GEMM per patch plus a
+  per-pixel constant; nothing of the 83-wide concatenated feature tensor is ever built;
+- the SiLU of the per-pixel condition is computed once for every PixelResBlock, the `1 +` of
+  each adaLN scale is folded into its bias, RMSNorm's weight into the final linear layer;
+- it runs over chunks of patches, so the per-pixel activations stay in cache.
+
+In fp32 this head equals `CodLiteNet.head` up to summation order (max 6e-7 measured on the
+default model); in bf16 it is judged by the quality guarantee (docs/performance.md). The whole
+path is an alternative to the exact one, never used by `precision="fp32"`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from ..errors import InputError
+from ..models.network import CodLiteNet
+
+PRECISIONS = ("auto", "fp32", "bf16")
+# Phases that "auto" runs in bf16 where the device has native bf16: those that passed the
+# quality guarantee on every bundled model (benchmarks/precision.py, docs/performance.md).
+AUTO_BF16_PHASES = frozenset({"encode", "decode"})
+
+# Patches per chunk of the pixel head. Measured on the default model at 768x512, one thread,
+# bf16: 16 patches 1.02 s, 64 0.75 s, 256 0.54 s; larger chunks stop fitting in cache.
+HEAD_CHUNK = 256
+
+
+@lru_cache(maxsize=1)
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (x86 avx512_bf16 or AMX, as Linux reports them in
+    /proc/cpuinfo) and torch's oneDNN can use it. Elsewhere bf16 is emulated and slower than fp32."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
+    return bool({"avx512_bf16", "amx_bf16"} & set(flags)) and torch.backends.mkldnn.is_available()
+
+
+def device_has_native_bf16(device: torch.device) -> bool:
+    """CUDA: bf16-capable GPUs (compute capability 8.0 and up); CPU: `cpu_has_native_bf16`."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and cpu_has_native_bf16()
+
+
+def phase_dtypes(precision: str, device: torch.device) -> tuple[torch.dtype | None, torch.dtype | None]:
+    """(encode, decode) autocast dtype of a precision on a device; None is the exact fp32 path.
+
+    "fp32": exact everywhere. "bf16": bf16 for both phases, even where it is emulated (slow).
+    "auto": bf16 for the phases in AUTO_BF16_PHASES on devices with native bf16, else fp32.
+    """
+    if precision not in PRECISIONS:
+        raise InputError(f"unknown precision '{precision}'; use one of {', '.join(PRECISIONS)}")
+    if precision == "fp32":
+        return None, None
+    if precision == "bf16":
+        return torch.bfloat16, torch.bfloat16
+    native = device_has_native_bf16(device)
+    return tuple(torch.bfloat16 if native and phase in AUTO_BF16_PHASES else None for phase in ("encode", "decode"))  # type: ignore[return-value]
+
+
+class FastPath:
+    """`quantize` / `reconstruct` of one network in one autocast dtype (the network is not changed).
+
+    `encode_dtype` / `decode_dtype` are the autocast dtypes of the two phases; None runs that
+    phase as the exact eager fp32 network (the phase the guarantee rejected, if any).
+    """
+
+    def __init__(self, net: CodLiteNet, encode_dtype: torch.dtype | None, decode_dtype: torch.dtype | None) -> None:
+        self.net = net
+        self.encode_dtype = encode_dtype
+        self.decode_dtype = decode_dtype
+        self.device_type = net.y_embedder_x.weight.device.type
+        self._head: _FusedHead | None = None
+
+    def _autocast(self, dtype: torch.dtype) -> torch.autocast:
+        return torch.autocast(self.device_type, dtype=dtype)
+
+    def quantize(self, image01: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) in [0, 1] -> (B, H/ds, W/ds) indices: the encoder in reduced precision
+        (channels_last input, which the encoder's 3x3 convolutions run faster in), the nearest
+        codeword chosen in fp32 from the encoder's output."""
+        if self.encode_dtype is None:
+            return self.net.quantize(image01)
+        with self._autocast(self.encode_dtype):
+            z = self.net.y_embedder.encoder(image01.contiguous(memory_format=torch.channels_last))
+        return self.net.y_embedder.bottleneck.indices(z.float().contiguous())
+
+    def reconstruct(self, indices: torch.Tensor) -> torch.Tensor:
+        """(B, h, w) indices -> (B, 3, h*ds, w*ds) fp32 image in [-1, 1] (not clamped)."""
+        if self.decode_dtype is None:
+            return self.net.reconstruct(indices)
+        net = self.net
+        modulation = net._t0_modulation()  # fp32, cached outside autocast: the exact path shares it
+        if self._head is None:
+            self._head = _FusedHead(net, self.decode_dtype)
+        with self._autocast(self.decode_dtype):
+            cond = net.y_embedder.decode(indices)
+            trunk = _trunk(net, cond, modulation)
+        image = self._head(cond, trunk)  # explicit dtypes: autocast would run its LayerNorms in fp32
+        with self._autocast(self.decode_dtype):
+            return net.refined(image).float()
+
+
+def _trunk(net: CodLiteNet, cond: torch.Tensor, modulation: torch.Tensor) -> torch.Tensor:
+    """The DiCo trunk at t = 0 with x_t = 0: the zero image's patch projection vanishes (proj1 has
+    no bias), so `s_embedder` is proj2 on its condition channels alone."""
+    proj2 = net.s_embedder.proj2
+    s = F.conv2d(cond, proj2.weight[:, net.s_embedder.proj1.out_channels :], proj2.bias)
+    for block, mod in zip(net.blocks, modulation):
+        s = block(s, mod)
+    return s
+
+
+class _FusedHead:
+    """`CodLiteNet.head` at x_t = 0 with its linear parts composed (see the module docstring)."""
+
+    def __init__(self, net: CodLiteNet, dtype: torch.dtype) -> None:
+        hx, pixels = net.config.hidden_size_x, net.patch**2
+        self.hx, self.patch, self.pixels = hx, net.patch, pixels
+        with torch.no_grad():
+            w_y = net.y_embedder_x.weight.flatten(1).reshape(hx, pixels, -1)  # channel k * pixels + p
+            b_y = net.y_embedder_x.bias.reshape(hx, pixels)
+            embed = net.x_embedder.embedder[0]
+            w_cond, w_dct = embed.weight[:, 3 : 3 + hx], embed.weight[:, 3 + hx :]  # inputs: [x_pix, cond_x, dct]
+            proj = net.dec_net.input_proj
+            m = proj.weight @ w_cond  # input_proj after x_embedder's condition columns
+            weight = torch.einsum("ik,kpc->pic", m, w_y).reshape(pixels * hx, -1)
+            bias = b_y.t() @ m.t() + (net.dct @ w_dct.t() + embed.bias) @ proj.weight.t() + proj.bias
+            blocks = net.dec_net.res_blocks
+            final = net.final_layer
+            tensors = {
+                "weight": weight,
+                "bias": bias.reshape(-1),
+                "cond_w": net.dec_net.cond_embed.weight,
+                "cond_b": net.dec_net.cond_embed.bias,
+                "out_w": final.linear.weight * final.norm.weight[None],
+                "out_b": final.linear.bias,
+            }
+            self.t = {k: None if v is None else v.detach().to(dtype).contiguous() for k, v in tensors.items()}
+            self.blocks = [
+                tuple(p.detach().to(dtype) for p in (b.in_ln.weight, b.in_ln.bias, b.mlp[0].weight, b.mlp[0].bias, b.mlp[2].weight, b.mlp[2].bias))
+                for b in blocks
+            ]
+            self.modulation = []  # per block: (weight, bias) of shift, of 1 + scale, of gate
+            for b in blocks:
+                w, bias_ = (p.detach().chunk(3, dim=0) for p in (b.adaLN_modulation[1].weight, b.adaLN_modulation[1].bias))
+                pairs = ((w[0], bias_[0]), (w[1], bias_[1] + 1), (w[2], bias_[2]))
+                self.modulation.append(tuple((pw.to(dtype).contiguous(), pb.to(dtype)) for pw, pb in pairs))
+        self.eps, self.rms_eps = 1e-6, final.norm.eps
+        self.dtype = dtype
+
+    def __call__(self, cond: torch.Tensor, trunk: torch.Tensor) -> torch.Tensor:
+        """cond, trunk: (B, hidden, h, w) -> (B, 3, 16h, 16w) image in the head's dtype."""
+        b, _, h, w = cond.shape
+        hx, p, t = self.hx, self.patch, self.t
+        cells = cond.permute(0, 2, 3, 1).reshape(b * h * w, -1).to(self.dtype)
+        trunk_cells = trunk.permute(0, 2, 3, 1).reshape(b * h * w, -1).to(self.dtype)
+        out = torch.empty(b * h * w, self.pixels, 3, dtype=self.dtype, device=cond.device)
+        for start in range(0, b * h * w, HEAD_CHUNK):
+            rows = slice(start, start + HEAD_CHUNK)
+            x = F.linear(cells[rows], t["weight"], t["bias"]).reshape(-1, hx)
+            if self.blocks:
+                cond_pix = F.silu(F.linear(trunk_cells[rows], t["cond_w"], t["cond_b"]).reshape(-1, hx))
+            for (ln_w, ln_b, w0, b0, w2, b2), (shift, scale, gate) in zip(self.blocks, self.modulation):
+                # one GEMM each keeps shift/scale/gate contiguous: strided slices made the
+                # elementwise ops several times slower
+                shift, scale1, gate = (F.linear(cond_pix, *wb) for wb in (shift, scale, gate))
+                h_in = torch.addcmul(shift, F.layer_norm(x, (hx,), ln_w, ln_b, self.eps), scale1)
+                x = torch.addcmul(x, gate, F.linear(F.silu(F.linear(h_in, w0, b0)), w2, b2))
+            xf = x.float()
+            xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.rms_eps)
+            out[rows] = F.linear(xf.to(self.dtype), t["out_w"], t["out_b"]).reshape(-1, self.pixels, 3)
+        return out.reshape(b, h, w, p, p, 3).permute(0, 5, 1, 3, 2, 4).reshape(b, 3, h * p, w * p)
