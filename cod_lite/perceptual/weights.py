@@ -118,14 +118,15 @@ def sha256_file(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
-def download_pinned(pin: Pin, dest: str | os.PathLike) -> Path:
-    """pip-download exactly `pin` into `dest`; pip's --require-hashes refuses other bytes."""
+def download_pinned(pin: Pin, dest: str | os.PathLike, pip_args: tuple[str, ...] = ()) -> Path:
+    """pip-download exactly `pin` into `dest`; pip's --require-hashes refuses other bytes.
+    `pip_args` (e.g. --platform/--python-version) let a platform-specific wheel be fetched anywhere."""
     dest = Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     requirements = dest / f"{pin.name}.requirements.txt"
     requirements.write_text(f"{pin.name}=={pin.version} --hash=sha256:{pin.sha256}\n")
     cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--require-hashes",
-           "--dest", str(dest), "-r", str(requirements)]
+           "--dest", str(dest), "-r", str(requirements), *pip_args]
     result = subprocess.run(cmd, capture_output=True, text=True)
     archive = dest / pin.filename
     if result.returncode != 0 or not archive.is_file():
