@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -28,17 +29,23 @@ DEFAULT_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "
 CLASSICAL = {"AVIF": range(0, 101), "WebP": range(0, 101), "JPEG": range(1, 96)}  # format -> quality range
 
 
-def match_bits(image: np.ndarray, fmt: str, min_bytes: int) -> tuple[bytes, np.ndarray]:
-    """Lowest quality whose file has at least min_bytes (file size grows with quality)."""
-    qualities = list(CLASSICAL[fmt])
+def lowest_reaching(size_of: Callable[[int], int], qualities: Sequence[int], min_bytes: int) -> int:
+    """Lowest quality whose file has at least min_bytes, by bisection (file size grows with
+    quality); the highest quality if none reaches it. size_of(quality) -> file bytes."""
     lo, hi = 0, len(qualities) - 1
     while lo < hi:
         mid = (lo + hi) // 2
-        if len(round_trip(image, fmt, qualities[mid])[0]) >= min_bytes:
+        if size_of(qualities[mid]) >= min_bytes:
             hi = mid
         else:
             lo = mid + 1
-    return round_trip(image, fmt, qualities[lo])
+    return qualities[lo]
+
+
+def match_bits(image: np.ndarray, fmt: str, min_bytes: int) -> tuple[bytes, np.ndarray]:
+    """The round trip at the lowest quality whose file has at least min_bytes."""
+    quality = lowest_reaching(lambda q: len(round_trip(image, fmt, q)[0]), CLASSICAL[fmt], min_bytes)
+    return round_trip(image, fmt, quality)
 
 
 def main() -> int:
@@ -66,7 +73,8 @@ def main() -> int:
             for fmt in CLASSICAL:
                 results[fmt] = match_bits(image, fmt, len(data))
             for label, (blob, decoded) in results.items():
-                values = {"bpp": 8 * len(blob) / pixels, **metrics.all_metrics(image, decoded)}
+                values = {"bpp": 8 * len(blob) / pixels, **metrics.all_metrics(image, decoded),
+                          "blockiness": metrics.blockiness(decoded)}
                 acc = sums.setdefault(label, {})
                 for key, value in values.items():
                     acc[key] = acc.get(key, 0.0) + value / len(files)
@@ -78,14 +86,16 @@ def main() -> int:
     table = [
         f"Kodak, first {len(files)} images, means. Classical codecs get at least our bytes per image.",
         "",
-        "| model | codec | bpp | PSNR | MS-SSIM | LPIPS-Alex | DISTS |",
-        "|---|---|---|---|---|---|---|",
+        "| model | codec | bpp | PSNR | MS-SSIM | LPIPS-Alex | DISTS | blockiness |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, label, acc in rows:
         table.append(
             f"| {name} | {'cod-lite' if label == name else label} | {acc['bpp']:.4f} | {acc['psnr']:.2f} | "
-            f"{acc['ms_ssim']:.4f} | {acc['lpips_alex']:.4f} | {acc['dists']:.4f} |"
+            f"{acc['ms_ssim']:.4f} | {acc['lpips_alex']:.4f} | {acc['dists']:.4f} | {acc['blockiness']:.3f} |"
         )
+    originals = np.mean([metrics.blockiness(load_image(path)) for path in files])
+    table += ["", f"Blockiness of the originals: {originals:.3f} (1: the 16-px grid does not stand out)."]
     text = "\n".join(table)
     print(text)
     if args.out:
