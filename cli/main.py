@@ -59,6 +59,15 @@ memory_option = click.option(
 )
 
 
+precision_option = click.option(
+    "--precision",
+    type=click.Choice(["auto", "fp32", "bf16"]),
+    default="auto",
+    show_default=True,
+    help="Network arithmetic: fp32 is exact; auto is bf16 where the CPU/GPU has it natively (docs/performance.md). Streams decode in any precision.",
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(cod_lite.__version__, prog_name="codlite")
 def cli() -> None:
@@ -73,12 +82,13 @@ def cli() -> None:
 @click.argument("output", metavar="OUTPUT")
 @model_option
 @memory_option
+@precision_option
 @force_option
 @friendly_errors
-def compress(input_image: str, output: str, model: str | None, max_memory: str, force: bool) -> None:
+def compress(input_image: str, output: str, model: str | None, max_memory: str, precision: str, force: bool) -> None:
     """Compress an image (PNG, JPEG, WebP, TIFF, ...) into a .cod stream."""
     check_target(output, overwrite=force)
-    codec = cod_lite.load_model(model or "default", max_memory=max_memory)
+    codec = cod_lite.load_model(model or "default", max_memory=max_memory, precision=precision)
     data = codec.encode(input_image)
     atomic_write(output, data, overwrite=force)
     header = bitstream.parse(data)
@@ -108,11 +118,12 @@ def compress(input_image: str, output: str, model: str | None, max_memory: str, 
     help="Noise seed of multi-step decoding [default: 0]; same stream, steps and seed give the same image.",
 )
 @memory_option
+@precision_option
 @force_option
 @friendly_errors
 def decompress(
     input_stream: str, output: str, model: str | None, reference_format: bool, steps: int | None, seed: int | None,
-    max_memory: str, force: bool,
+    max_memory: str, precision: str, force: bool,
 ) -> None:
     """Decompress a .cod stream into an image; OUTPUT's suffix picks the format (.png, .jpg, .webp, ...)."""
     budget = parse_memory(max_memory)
@@ -122,9 +133,9 @@ def decompress(
     if reference_format:
         if model is None:
             raise cod_lite.InputError("--reference-format needs --model: the authors' .cod does not name its model")
-        image = cod_lite.load_model(model, max_memory=budget).decode_reference(data, steps=steps, seed=seed)
+        image = cod_lite.load_model(model, max_memory=budget, precision=precision).decode_reference(data, steps=steps, seed=seed)
     else:
-        image = cod_lite.decode(data, model=model, max_memory=budget, steps=steps, seed=seed)
+        image = cod_lite.decode(data, model=model, max_memory=budget, steps=steps, seed=seed, precision=precision)
     save_image(np.asarray(image), output, overwrite=force)
     click.echo(f"{output}: {image.width}x{image.height}")
 
@@ -219,10 +230,11 @@ def fit_prior(model_name: str, images: str, output: str, max_images: int | None,
 @click.option("--compile", "compile_", is_flag=True, help="Compile the network first (slow start, faster per file; see docs/performance.md).")
 @click.option("--device", default=None, help="torch device, e.g. cpu or cuda:0 [default: cuda if available, else cpu]")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Same-size files per network call [default: 8 on a GPU, 1 on a CPU]")
+@precision_option
 @friendly_errors
 def convert(
     src: str, dst: str, model: str | None, decompress: bool, image_format: str, workers: int, shard: str | None, force: bool,
-    max_memory: str, compile_: bool, device: str | None, batch_size: int | None,
+    max_memory: str, compile_: bool, device: str | None, batch_size: int | None, precision: str,
 ) -> None:
     """Convert a whole folder (recursively) into DST, mirroring its tree.
 
@@ -233,7 +245,7 @@ def convert(
     summary = cod_lite.convert(
         src, dst, model=model, decompress=decompress, image_format=image_format, workers=workers,
         shard=shard, force=force, on_failure=_report_failure, max_memory=parse_memory(max_memory), compile=compile_,
-        device=device, batch_size=batch_size,
+        device=device, batch_size=batch_size, precision=precision,
     )
     click.echo(summary.report())
     if summary.failed:

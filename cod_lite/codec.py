@@ -18,6 +18,7 @@ from .entropy.packing import unpack_indices
 from .entropy.prior import IndexPrior
 from .errors import BitstreamError, InputError
 from .image_io import ImageSource, load_image, pixel_limit
+from .kernels.fast import FastPath, phase_dtypes
 from .models.config import ModelConfig
 from .models.network import CodLiteNet, to_uint8
 from .models.sampling import Sampling, check_steps, make_noise, sample, unconditional_image
@@ -41,6 +42,7 @@ class Codec:
         *,
         max_memory: int | str = tiling.DEFAULT_MAX_MEMORY,
         compile: bool = False,
+        precision: str = "auto",
     ) -> None:
         self.device = torch_device(device)
         self.net = net.to(self.device).eval()
@@ -50,7 +52,11 @@ class Codec:
         self.prior = prior
         self.max_memory = tiling.parse_memory(max_memory)
         self.is_compiled = compile
+        self.encode_dtype, self.decode_dtype = _phase_dtypes(precision, self.device, compile)
         methods = (self.net.quantize, self.net.reconstruct)
+        if self.encode_dtype or self.decode_dtype:
+            fast = FastPath(self.net, self.encode_dtype, self.decode_dtype)
+            methods = (fast.quantize, fast.reconstruct)
         self._quantize, self._reconstruct = tuple(map(compiled, methods)) if compile else methods
         if compile:
             # compiled, the encoder ran 1.07x faster with channels_last weights (images arrive
@@ -60,6 +66,13 @@ class Codec:
             side = 2 * self.model_config.size_unit // self.model_config.ds  # GroupNorm needs two cells
             with torch.inference_mode():
                 self.net.reconstruct(torch.zeros(1, side, side, dtype=torch.long, device=self.device))
+
+    @property
+    def precision(self) -> str:
+        """What untiled passes run in: "fp32" (the exact network), "bf16", or e.g.
+        "encode fp32, decode bf16" where `auto` kept one phase exact. Tiled passes are fp32."""
+        names = ["fp32" if d is None else str(d).removeprefix("torch.").replace("bfloat16", "bf16") for d in (self.encode_dtype, self.decode_dtype)]
+        return names[0] if names[0] == names[1] else f"encode {names[0]}, decode {names[1]}"
 
     @property
     def name(self) -> str:
@@ -292,23 +305,31 @@ def _pad_edge(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.pad(pixels, ((0, height - pixels.shape[0]), (0, width - pixels.shape[1]), (0, 0)), mode="edge")
 
 
+def _phase_dtypes(precision: str, device: torch.device, compile: bool) -> tuple[torch.dtype | None, torch.dtype | None]:
+    """`kernels.fast.phase_dtypes`, with compile=True kept exact: its graphs are of the fp32 network."""
+    if compile and precision == "bf16":
+        raise InputError("compile=True runs the fp32 network; use precision='fp32' or 'auto' with it")
+    dtypes = phase_dtypes(precision, device)  # checks the name first
+    return (None, None) if compile else dtypes
+
+
 def compiled(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
     """`fn` (a network method) compiled with inductor, the weights frozen into the graph as constants.
 
     Compilation happens on the first call of each new input size (tens of seconds to minutes on a
     CPU), so it pays off over many images (`codlite convert --compile`). Freezing needs inference
-    mode, which `Codec` always uses. fp32 only: bf16 moved indices and pixels too far on the CPU
-    measured (docs/performance.md).
+    mode, which `Codec` always uses. fp32 only: `Codec` compiles the exact network (the bf16
+    path is eager, fast from its first call).
     """
     return torch.compile(fn, options={"freezing": True})
 
 
 @functools.lru_cache(maxsize=4)
-def _load_cached(path: str, mtime_ns: int, device: str | None, max_memory: int, compile: bool) -> Codec:
+def _load_cached(path: str, mtime_ns: int, device: str | None, max_memory: int, compile: bool, precision: str) -> Codec:
     config, state, meta = load_weights(path)
     net = CodLiteNet(config)
     net.load_state_dict(state, strict=True)
-    return Codec(net, meta["weights_sha256"], Path(path), device, meta["prior"], max_memory=max_memory, compile=compile)
+    return Codec(net, meta["weights_sha256"], Path(path), device, meta["prior"], max_memory=max_memory, compile=compile, precision=precision)
 
 
 def load_model(
@@ -317,16 +338,21 @@ def load_model(
     *,
     max_memory: int | str = tiling.DEFAULT_MAX_MEMORY,
     compile: bool = False,
+    precision: str = "auto",
 ) -> Codec:
     """A model by zoo name ('default', a bundled or imported name) or weight-file path.
 
     `max_memory` (bytes, or a size such as '4G') bounds the working memory of one image: above it
     the image is processed in tiles (docs/performance.md). `compile=True` runs untiled passes
     through `compiled` (fp32; a changed summation order can flip near-tied indices, and pixels
-    may move by 1).
+    may move by 1). `precision`: "fp32" is the exact network (parity with the reference), "bf16"
+    the reduced-precision fast path, "auto" (default) bf16 where the device has native bf16
+    (avx512_bf16/AMX CPUs, CUDA) and the quality guarantee of docs/performance.md holds, else
+    fp32. Streams do not depend on it: any precision decodes any stream.
     """
+    phase_dtypes(precision, torch.device("cpu"))  # a bad name fails before the weights load
     path = zoo.resolve(name_or_path).resolve()
-    return _load_cached(str(path), path.stat().st_mtime_ns, device, tiling.parse_memory(max_memory), compile)
+    return _load_cached(str(path), path.stat().st_mtime_ns, device, tiling.parse_memory(max_memory), compile, precision)
 
 
 def encode(
@@ -336,10 +362,11 @@ def encode(
     max_memory: int | str = tiling.DEFAULT_MAX_MEMORY,
     compile: bool = False,
     device: str | None = None,
+    precision: str = "auto",
 ) -> bytes:
     """Compress an image. Models load once per process (cached), so calling this per image is
     cheap; a `Codec` is used as it is (the options then do not apply)."""
-    codec = model if isinstance(model, Codec) else load_model(model, device, max_memory=max_memory, compile=compile)
+    codec = model if isinstance(model, Codec) else load_model(model, device, max_memory=max_memory, compile=compile, precision=precision)
     return codec.encode(image)
 
 
@@ -352,6 +379,7 @@ def decode(
     device: str | None = None,
     steps: int | None = None,
     seed: int | None = None,
+    precision: str = "auto",
 ) -> PIL.Image.Image:
     """Decompress a stream; with model=None the stream's own model identity picks the weights,
     so a `.cod` file is all a user needs to keep. `steps` (default: the model's own, 1 for
@@ -359,5 +387,5 @@ def decode(
     if model is None:
         header = bitstream.parse(data)
         model = zoo.find_by_identity(header.model_name, header.model_hash)
-    codec = model if isinstance(model, Codec) else load_model(model, device, max_memory=max_memory, compile=compile)
+    codec = model if isinstance(model, Codec) else load_model(model, device, max_memory=max_memory, compile=compile, precision=precision)
     return codec.decode(data, steps=steps, seed=seed)

@@ -46,4 +46,4 @@ def parity_weights(official_pt, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def parity_codec(parity_weights) -> cod_lite.Codec:
-    return cod_lite.load_model(parity_weights)
+    return cod_lite.load_model(parity_weights, precision="fp32")  # parity is checked on the exact path

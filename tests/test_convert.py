@@ -116,8 +116,9 @@ def test_batched_convert_equals_unbatched_and_keeps_per_file_errors(photos, tmp_
     for name in ("d.png", "e.png"):  # two more of a.png's size, so a batch forms
         Image.fromarray(np.random.default_rng(len(name)).integers(0, 256, (64, 96, 3), dtype=np.uint8)).save(photos / name)
     one, many = tmp_path / "one", tmp_path / "many"
-    cod_lite.convert(photos, one, model=parity_weights, progress=False, batch_size=1)
-    summary = cod_lite.convert(photos, many, model=parity_weights, progress=False, batch_size=4)
+    # fp32: batching changes summation order only; bf16 roundings flip near-tied indices more often
+    cod_lite.convert(photos, one, model=parity_weights, progress=False, batch_size=1, precision="fp32")
+    summary = cod_lite.convert(photos, many, model=parity_weights, progress=False, batch_size=4, precision="fp32")
     assert summary.done == 5 and sorted(p.split("/")[-1] for p, _ in summary.failed) == ["broken.png", "notes.txt"]
     codec = cod_lite.load_model(parity_weights)
     for stream in one.rglob("*.cod"):

@@ -26,7 +26,7 @@ def tiny_codec(ds: int, budget: int | str = tiling.DEFAULT_MAX_MEMORY, **overrid
     torch.manual_seed(0)
     settings = dict(ds=ds, codebook_bits=6, hidden_size=32, hidden_size_x=8, num_blocks=3, num_cond_blocks=2, encoder_channels=32, codebook_dim=16)
     net = CodLiteNet(ModelConfig(name="tiny", **{**settings, **overrides}))
-    return Codec(net, "00" * 32, max_memory=budget)
+    return Codec(net, "00" * 32, max_memory=budget, precision="fp32")  # tiled passes run fp32
 
 
 @pytest.fixture(scope="module")
@@ -125,7 +125,7 @@ def test_pixel_tiles_are_exact_with_the_seam_refiner(photo, spy):
     torch.nn.init.normal_(untiled.net.refine.conv2.weight, std=0.1)  # a trained-looking, non-zero refiner
     indices = untiled.quantize(photo)
     budget = tiling.reconstruct_bytes(untiled.model_config, height, width) // 3
-    tiled = Codec(untiled.net, "00" * 32, max_memory=budget)
+    tiled = Codec(untiled.net, "00" * 32, max_memory=budget, precision="fp32")
     expected = untiled.reconstruct(indices, height, width)
     diff = np.abs(tiled.reconstruct(indices, height, width).astype(int) - expected)
     assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
