@@ -7,7 +7,9 @@ Phases. Encode: PNG decode, network encoder, VQ, entropy coding, container. Deco
 parsing, entropy decoding, condition decoder + denoiser (and 8-bit conversion), PNG encode.
 Only the network phases differ between paths; the others are timed once and added to every path.
 
-Paths: eager fp32 (the reference), eager channels_last, compile (inductor, frozen weights:
+Paths: eager fp32 (the reference: `precision="fp32"`, the authors'-style exact code), the
+default path (`precision="auto"`, `cod_lite.kernels.fast`; its per-phase ratios against eager
+fp32 are printed after the table), eager channels_last, compile (inductor, frozen weights:
 `cod_lite.codec.compiled`), compile + channels_last (`load_model(compile=True)` runs this path's encoder and plain
 compile's decoder: encode and decode are separate graphs, timed separately here), and
 where the device has bf16 (CPU: avx512_bf16/AMX; CUDA) eager and compiled bf16 autocast. On CUDA
@@ -40,6 +42,7 @@ import cod_lite
 from cod_lite import bitstream
 from cod_lite.codec import Codec, compiled
 from cod_lite.entropy.coding import decode_grid, encode_grid
+from cod_lite.kernels.fast import FastPath, phase_dtypes
 from cod_lite.image_io import load_image
 from cod_lite.models.config import official_config
 from cod_lite.models.network import CodLiteNet, to_uint8
@@ -110,8 +113,11 @@ def build_variants(net: CodLiteNet, device: torch.device) -> tuple[list[Variant]
         return wrap(n.y_embedder.encoder), wrap(n.y_embedder.bottleneck.indices), wrap(n.reconstruct)
 
     channels_last = copy.deepcopy(net).to(memory_format=torch.channels_last)
+    default = FastPath(net, *phase_dtypes("auto", device))  # what load_model(...) runs with no options
+    vq = net.y_embedder.bottleneck.indices
     variants = [
         Variant("eager fp32", *methods(net)),
+        Variant("default (auto)", default.latent, vq, default.reconstruct),
         Variant("eager channels_last", *methods(channels_last), layout=torch.channels_last),
         Variant("compile", *methods(copy.deepcopy(net), compiled)),
         Variant("compile channels_last", *methods(copy.deepcopy(channels_last), compiled), layout=torch.channels_last),
@@ -228,7 +234,16 @@ def run_size(codec: Codec, variants: list[Variant], skipped: list[str], width: i
             f"{base[0] / encode:6.2f} {base[1] / decode:6.2f} {peak / 2**20:9.0f}  indices {100 * agree:.2f}%, max |px| {max_diff}"
             f" (first call {first:.1f} s)"
         )
-        variant.times = {"net": t_enc + t_vq + t_dec}
+        variant.times = {"net": t_enc + t_vq + t_dec, "encoder": t_enc, "VQ": t_vq, "decoder net": t_dec, "encode": encode, "decode": decode}
+
+    reference, default = variants[0].times, next((v.times for v in variants if v.name == "default (auto)"), None)
+    if reference and default:
+        print(f"   default path ({', '.join(str(d).removeprefix('torch.') if d else 'fp32' for d in phase_dtypes('auto', device))}) "
+              f"against eager fp32, per phase (x = fp32 time / default time; entropy coding and PNG are the same code in both):")
+        for phase in ("encoder", "VQ", "decoder net", "encode", "decode"):
+            ratio = reference[phase] / default[phase] if default[phase] else float("nan")
+            print(f"      {phase:12s} fp32 {1e3 * reference[phase]:8.1f} ms   default {1e3 * default[phase]:8.1f} ms   x{ratio:5.2f}")
+        print(f"      network time of the default path: {1e3 * default['net']:.1f} ms")
 
     if device.type == "cuda" and args.official:
         enc_flops, dec_flops = network_flops(net, x)

@@ -97,9 +97,15 @@ class FastPath:
         codeword chosen in fp32 from the encoder's output."""
         if self.encode_dtype is None:
             return self.net.quantize(image01)
+        return self.net.y_embedder.bottleneck.indices(self.latent(image01))
+
+    def latent(self, image01: torch.Tensor) -> torch.Tensor:
+        """The encoder's output (B, D, H/ds, W/ds) in fp32: what the VQ sees."""
+        if self.encode_dtype is None:
+            return self.net.y_embedder.encoder(image01)
         with self._autocast(self.encode_dtype):
             z = self.net.y_embedder.encoder(image01.contiguous(memory_format=torch.channels_last))
-        return self.net.y_embedder.bottleneck.indices(z.float().contiguous())
+        return z.float().contiguous()
 
     def reconstruct(self, indices: torch.Tensor) -> torch.Tensor:
         """(B, h, w) indices -> (B, 3, h*ds, w*ds) fp32 image in [-1, 1] (not clamped)."""
