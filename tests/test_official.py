@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import pickle
 
 import numpy as np
 import pytest
 import torch
 import yaml
+from PIL import Image
 from safetensors.torch import load_file
 
 import cod_lite
@@ -187,3 +189,67 @@ def test_pretrain_with_another_step_function_is_refused(tmp_path):
 
 def test_one_step_checkpoints_stay_one_step(parity_weights):
     assert load_weights(parity_weights)[2]["sampling"] is None
+
+
+# -- ds-32 regression fixture (tests/data/parity_ds32: expected outputs are ours, see its README) --
+DS32 = PARITY.parent / "parity_ds32"
+
+
+def ds32_state() -> dict[str, torch.Tensor]:
+    """The fixture's weights as floats: 4-bit tensors unpacked (q - 8) * 2^-exp, the rest as stored."""
+    from safetensors import safe_open
+
+    with safe_open(str(DS32 / "state_dict.safetensors"), "pt") as f:
+        packed = json.loads(f.metadata()["packed"])
+    state = load_file(str(DS32 / "state_dict.safetensors"))
+    for key, (shape, exp) in packed.items():
+        nibbles = torch.stack([state[key] & 15, state[key] >> 4], dim=1).flatten()[: int(np.prod(shape))]
+        state[key] = (nibbles.float() - 8).reshape(shape) * 2.0**-exp
+    return state
+
+
+@pytest.fixture(scope="module")
+def ds32(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ds32")
+    state = ds32_state()
+    torch.save({"state_dict": {f"net.{k}": v for k, v in state.items()}}, root / "one.pt")
+    torch.save({"state_dict": {f"ema_denoiser.{k}": v for k, v in state.items()}}, root / "pre.pt")
+    one = cod_lite.import_official(root / "one.pt", DS32 / "config.yaml", root / "one.safetensors", encoder_channels=32)
+    pre = cod_lite.import_official(root / "pre.pt", DS32 / "pretrain.yaml", root / "pre.safetensors", encoder_channels=32)
+    return cod_lite.load_model(one), cod_lite.load_model(pre), load_file(str(DS32 / "expected.safetensors"))
+
+
+def test_ds32_fixture_uses_the_official_key_layout():
+    """Every key is an official 0.0039 key; the official keys missing are only those of the
+    DiCo blocks and head blocks this small model does not have."""
+    import gzip
+
+    lines = gzip.decompress((PARITY.parent / "official_keys" / "keys_bpp_0_0039.txt.gz").read_bytes()).decode().splitlines()
+    official = {line.split("\t")[0][4:] for line in lines if line.strip()}
+    ours = set(ds32_state())
+    assert ours <= official
+    assert all(k.startswith(("blocks.", "dec_net.res_blocks.")) for k in official - ours)
+    assert "y_embedder.decoder.ada.block.conv2.weight" in ours and "y_embedder.encoder.down_block_3.2.conv.weight" in ours
+
+
+def test_ds32_fixture_reproduces_its_outputs(ds32):
+    one, _, e = ds32
+    assert (one.model_config.ds, one.model_config.codebook_bits) == (32, 4)
+    indices = one.quantize(DS32 / "image.png")
+    np.testing.assert_array_equal(indices.ravel(), e["indices"].numpy())
+    image = torch.from_numpy(np.array(Image.open(DS32 / "image.png"))).permute(2, 0, 1)[None].float() / 255
+    with torch.inference_mode():
+        assert (one.net.y_embedder.encoder(image) - e["z"]).abs().max() < 2e-4
+        assert (one.net.y_embedder.decode(torch.from_numpy(indices)[None]) - e["cond"]).abs().max() < 1e-4
+    height, width = e["image_out"].shape[:2]
+    diff = np.abs(one.reconstruct(indices, height, width).astype(int) - e["image_out"].numpy().astype(int))
+    assert diff.max() <= 1 and (diff > 0).sum() <= 0.001 * diff.size
+
+
+def test_ds32_pretrain_layout_samples_as_recorded(ds32):
+    _, pre, e = ds32
+    assert pre.sampling == Sampling(steps=4, t0_input="noise", guidance=3.0, guidance_interval=(0.1, 1.0))
+    height, width = e["image_out"].shape[:2]
+    out = pre.reconstruct(e["indices"].numpy().reshape(height // 32, width // 32), height, width, seed=0)
+    diff = np.abs(out.astype(int) - e["sample_4steps_seed0"].numpy().astype(int))
+    assert diff.max() <= 1 and (diff > 0).sum() <= 0.001 * diff.size
