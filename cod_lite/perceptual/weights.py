@@ -16,6 +16,7 @@ cache folder. Loading never downloads unless asked to.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import io
 import json
@@ -26,16 +27,18 @@ import sys
 import tarfile
 import tempfile
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save, save_file
 
 from ..errors import CheckpointError, CodLiteError, ModelNotFoundError
-from ..fileio import data_home
+from ..fileio import atomic_write, data_home
+from ..weights import INT8_SCALE_PREFIX, _expand_int8, quantize_int8
 from .backbones import AlexNetFeatures, VGG16Features
 
 try:  # numpy >= 2
@@ -314,8 +317,94 @@ def verified_path(name: str, cache_dir: str | os.PathLike | None = None, *, down
 def load_perceptual_weights(
     name: str, cache_dir: str | os.PathLike | None = None, *, download: bool = False
 ) -> dict[str, torch.Tensor]:
-    """One converted safetensors file's tensors, sha256-checked; fetches first only if `download`."""
+    """One converted safetensors file's tensors, sha256-checked; fetches first only if `download`.
+
+    Inside `training_pack()` a file missing from the cache is read from its int8 training pack
+    instead (see `write_training_pack`); outside it, never."""
+    folder = _resolve(cache_dir)
+    if _PACK_ALLOWED and not (folder / name).is_file() and name in _read_pack(folder):
+        return _load_packed(folder, name)
     return load_file(str(verified_path(name, cache_dir, download=download)))
+
+
+# --- The training pack: int8 backbones for machines where the exact files do not fit ---------
+# A lent GPU machine takes 64 MiB of code and data in all; vgg16.safetensors alone is 56 MiB.
+# The pack stores the backbones' convolutions as int8 with one fp16 scale per output channel
+# (the bundled models' storage, `cod_lite.weights.quantize_int8`), a quarter of the size. It is
+# read only inside `training_pack()`, which the training loop enters for its losses when asked
+# (`--perceptual-pack`), so no metric is ever computed with it.
+PACK_FOLDER = "training-pack"
+PACK_MANIFEST = "pack.json"
+PACK_FORMAT = "cod-lite-perceptual-training-pack/1"
+PACKABLE = ("alexnet.safetensors", "vgg16.safetensors")
+PACK_METHOD = "conv weights int8, symmetric per output channel, fp16 scales (cod_lite.weights.quantize_int8); biases float32"
+_PACK_ALLOWED = False
+
+
+@contextlib.contextmanager
+def training_pack(enabled: bool = True) -> Iterator[None]:
+    """While active, backbones missing from the cache load from its training pack (training losses only)."""
+    global _PACK_ALLOWED
+    previous, _PACK_ALLOWED = _PACK_ALLOWED, enabled
+    try:
+        yield
+    finally:
+        _PACK_ALLOWED = previous
+
+
+def write_training_pack(
+    dest: str | os.PathLike, cache_dir: str | os.PathLike | None = None, names: tuple[str, ...] = PACKABLE
+) -> Path:
+    """Write `dest`/training-pack/ (int8 copies of `names`, each sha256-checked on the way in, and
+    pack.json naming what each file was derived from) plus the exact files' manifest.json, which
+    loading checks the pack against; returns the pack folder."""
+    source = _resolve(cache_dir)
+    manifest = _read_manifest(source)
+    if manifest is None:
+        raise ModelNotFoundError(f"{MISSING_MESSAGE} [looked in {source}]")
+    folder = Path(dest) / PACK_FOLDER
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for name in names:
+        if name not in PACKABLE:
+            raise ValueError(f"only {', '.join(PACKABLE)} can be packed, not '{name}'")
+        tensors: dict[str, torch.Tensor] = {}
+        for key, t in load_perceptual_weights(name, source).items():
+            if t.dim() >= 2:
+                tensors[key], tensors[INT8_SCALE_PREFIX + key] = quantize_int8(t)
+            else:
+                tensors[key] = t.float().contiguous()
+        packed = name.replace(".safetensors", ".int8.safetensors")
+        data = save(tensors, metadata={"derived_from": name})
+        atomic_write(folder / packed, data, overwrite=True)
+        files[name] = {
+            "file": packed, "sha256": hashlib.sha256(data).hexdigest(), "method": PACK_METHOD,
+            "derived_from": {"file": name, "sha256": manifest["files"][name]["sha256"], "source": manifest["files"][name]["source"]},
+        }
+    text = json.dumps({"format": PACK_FORMAT, "files": files}, indent=2, sort_keys=True) + "\n"
+    atomic_write(folder / PACK_MANIFEST, text.encode(), overwrite=True)
+    atomic_write(Path(dest) / MANIFEST, (source / MANIFEST).read_bytes(), overwrite=True)
+    return folder
+
+
+def _read_pack(folder: Path) -> dict[str, Any]:
+    try:
+        pack = json.loads((folder / PACK_FOLDER / PACK_MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+    return pack["files"] if pack.get("format") == PACK_FORMAT else {}
+
+
+def _load_packed(folder: Path, name: str) -> dict[str, torch.Tensor]:
+    entry, manifest = _read_pack(folder)[name], _read_manifest(folder)
+    path = folder / PACK_FOLDER / entry["file"]
+    if manifest is None or manifest["files"][name]["sha256"] != entry["derived_from"]["sha256"]:
+        raise CheckpointError(f"{path} was not derived from the pinned {name} named in {folder / MANIFEST}")
+    if not path.is_file() or sha256_file(path) != entry["sha256"]:
+        raise CheckpointError(f"{path} does not match its sha256 in {PACK_MANIFEST} (corrupted?)")
+    state = load_file(str(path))
+    _expand_int8(state, path)
+    return state
 
 
 def main(argv: list[str] | None = None) -> int:

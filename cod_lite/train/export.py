@@ -24,17 +24,19 @@ def export(
     precision: str = "fp16",
     *,
     overwrite: bool = False,
+    record: bool = True,
 ) -> Path:
     """Write `output` (+ `output` with suffix .json: how it was trained, for humans); an existing
     file is replaced only with `overwrite` (exports often target the bundled models).
 
     `precision` 'int8' stores large matrices as int8 (`save_weights`), half the size of 'fp16';
     the prior is not carried over: indices may move, so fit a new one with `fit-prior`.
+    `record=False` skips the .json (where few files may be written, e.g. a GPU session's $OUT).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-    record = Path(output).with_suffix(".json")
-    for target in (output, record):
+    record_file = Path(output).with_suffix(".json")
+    for target in (output, record_file) if record else (output,):
         check_target(target, overwrite=overwrite)
     config, state, meta = load_weights(checkpoint)
     if name:
@@ -51,5 +53,6 @@ def export(
     if sampling is not None:
         summary["sampling"] = json.loads(sampling.to_json())
     text = json.dumps(summary, indent=2) + "\n"
-    atomic_write(record, text.encode(), overwrite=overwrite)
+    if record:  # without: the same record lives in the file's metadata ('info')
+        atomic_write(record_file, text.encode(), overwrite=overwrite)
     return path

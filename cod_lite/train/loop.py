@@ -12,6 +12,7 @@ import math
 import os
 import platform
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from tqdm import tqdm
 from ..models.config import ModelConfig
 from ..models.network import CodLiteNet
 from ..models.sampling import Sampling
+from ..perceptual.weights import training_pack
 from ..weights import load_weights, save_weights
 from .data import CropSampler
 from .stages import Objective
@@ -57,13 +59,26 @@ class TrainSettings:
     d_lr: float = 2e-4
     compile: bool = False
     freeze_encoder: bool = False
+    device: str | None = None  # default: CUDA when available
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU; or fp32 / bf16 (autocast)
+    channels_last: bool = False
+    deadline: float | None = None  # Unix time: stop (and save) before it, like --max-minutes
+    time_schedule: bool = False  # warm-up, then the cosine runs over the wall-clock budget, not --steps
+    save_minutes: float | None = None  # also save every N minutes
+    perceptual_pack: bool = False  # LPIPS/VGG backbones missing from the cache load from its int8 pack
 
 
-def lr_factor(step: int, settings: TrainSettings) -> float:
-    """Linear warm-up, then cosine decay to 10%."""
+PRECISION_CHOICES = ("auto", "fp32", "bf16")
+
+
+def lr_factor(step: int, settings: TrainSettings, time_progress: float | None = None) -> float:
+    """Linear warm-up, then cosine decay to 10% over --steps, or over the wall-clock budget
+    (`time_progress`, 0..1) where a run is limited by time rather than steps."""
     if step < settings.warmup:
         return (step + 1) / settings.warmup
     progress = min(1.0, (step - settings.warmup) / max(1, settings.steps - settings.warmup))
+    if time_progress is not None:
+        progress = min(1.0, time_progress)
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
 
 
@@ -96,13 +111,25 @@ def hardware() -> str:
     return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
 
 
-def train(settings: TrainSettings, config: ModelConfig) -> Path:
-    """Run (or resume) a stage until --steps or --max-minutes; returns the EMA weight file."""
+def train(settings: TrainSettings, config: ModelConfig, on_save: Callable[[Path, int], None] | None = None) -> Path:
+    """Run (or resume) a stage until --steps, --max-minutes or the deadline; returns the EMA
+    weight file. `on_save(ema_file, step)` runs after every checkpoint (e.g. to export a copy)."""
+    if settings.precision not in PRECISION_CHOICES:
+        raise ValueError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, not {settings.precision!r}")
+    start = time.time()
+    budget = None if settings.max_minutes is None else start + 60 * settings.max_minutes
+    stop_at = min((t for t in (settings.deadline, budget) if t is not None), default=math.inf)
+    if settings.time_schedule and stop_at == math.inf:
+        raise ValueError("time_schedule needs --max-minutes or a deadline")
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    use_cuda = torch.cuda.is_available() if settings.device is None else settings.device.startswith("cuda")
     if distributed:
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group("nccl" if use_cuda else "gloo")
     rank = dist.get_rank() if distributed else 0
-    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu")
+    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if use_cuda else "cpu")
+    if use_cuda:
+        torch.backends.cudnn.benchmark = True  # one crop size all run long: autotune once
+    memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(settings.seed + rank)
@@ -120,7 +147,7 @@ def train(settings: TrainSettings, config: ModelConfig) -> Path:
         _, init_state, _ = load_weights(settings.init)
         loaded = load_matching(net, init_state)
         print(f"initialised {loaded} of {len(net.state_dict())} tensors from {settings.init}")
-    net.to(device).train()
+    net.to(device, memory_format=memory_format).train()
     if settings.freeze_encoder:  # the indices, and so an --init model's fitted prior, stay valid
         net.y_embedder.encoder.requires_grad_(False).eval()
         net.y_embedder.bottleneck.requires_grad_(False)
@@ -128,7 +155,8 @@ def train(settings: TrainSettings, config: ModelConfig) -> Path:
     if state_file.exists():
         ema.load_state_dict(ema_state)
 
-    objective = Objective(net, settings).to(device)
+    with training_pack(settings.perceptual_pack):  # the losses' backbones only, never a metric
+        objective = Objective(net, settings).to(device, memory_format=memory_format)
     if state_file.exists() and saved.get("aux"):
         objective.load_state_dict(saved["aux"], strict=False)
     model = torch.nn.parallel.DistributedDataParallel(objective, find_unused_parameters=objective.discriminator is not None) if distributed else objective
@@ -145,7 +173,8 @@ def train(settings: TrainSettings, config: ModelConfig) -> Path:
             d_optimizer.load_state_dict(saved["d_optimizer"])
     sampler = CropSampler(settings.data, settings.crop, seed=settings.seed + 1000 * rank + step)
     usage = CodeUsage(config.codebook_size)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else torch.autocast("cpu", enabled=False)
+    bf16 = settings.precision == "bf16" or (settings.precision == "auto" and device.type == "cuda")
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
     def save() -> None:
         if rank:
@@ -155,7 +184,9 @@ def train(settings: TrainSettings, config: ModelConfig) -> Path:
             "settings": {k: v for k, v in asdict(settings).items() if k not in ("data", "out")},
         }
         sampling = Sampling() if settings.stage == "pretrain" else None  # rectified flow: --steps works
-        save_weights(ema_file, config, ema.state_dict(), info=info, sampling=sampling, overwrite=True)
+        # clone: a channels_last (C, 1, 1, 1) tensor counts as contiguous but keeps a stride the digest cannot view
+        weights = {k: v.clone(memory_format=torch.contiguous_format) for k, v in ema.state_dict().items()}
+        save_weights(ema_file, config, weights, info=info, sampling=sampling, overwrite=True)
         state = {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "aux": objective.trainable_state()}
         if d_optimizer is not None:
             state["d_optimizer"] = d_optimizer.state_dict()
@@ -163,16 +194,19 @@ def train(settings: TrainSettings, config: ModelConfig) -> Path:
         os.replace(str(state_file) + ".tmp", state_file)
 
     log = open(out / "train.log", "a") if rank == 0 else None
-    start, last_log = time.time(), time.time()
+    last_log = last_save = time.time()
+    saved_step = -1
     window: dict[str, torch.Tensor] = {}
     bar = tqdm(total=settings.steps, initial=step, disable=rank != 0, dynamic_ncols=True)
     try:
         while step < settings.steps:
-            if settings.max_minutes is not None and time.time() - start > 60 * settings.max_minutes:
+            now = time.time()
+            if now >= stop_at:
                 break
+            time_progress = (now - start) / (stop_at - start) if settings.time_schedule else None
             for group in optimizer.param_groups:
-                group["lr"] = settings.lr * lr_factor(step, settings)
-            x = sampler.batch(settings.batch_size).to(device)
+                group["lr"] = settings.lr * lr_factor(step, settings, time_progress)
+            x = sampler.batch(settings.batch_size).to(device, memory_format=memory_format)
             with autocast:
                 losses, z, indices, pred = model(x)
             optimizer.zero_grad(set_to_none=True)
@@ -199,11 +233,12 @@ def train(settings: TrainSettings, config: ModelConfig) -> Path:
             for k, v in losses.items():  # summed on the device: no host sync per step
                 window[k] = window.get(k, 0.0) + v.detach()
             if step % settings.log_every == 0 and log:
-                rate = settings.log_every * settings.batch_size / (time.time() - last_log)
-                last_log = time.time()
                 values = {k: round(float(v) / settings.log_every, 5) for k, v in window.items()}  # means over the window
+                seconds, last_log = time.time() - last_log, time.time()  # after float(): the device has finished
+                rate = settings.log_every * settings.batch_size / seconds
                 bar.set_postfix(loss=values["total"], img_s=f"{rate:.1f}")
-                log.write(json.dumps({"step": step, **values, "codes_used": usage.used(), "perplexity": round(usage.perplexity(), 1), "img_s": round(rate, 2)}) + "\n")
+                log.write(json.dumps({"step": step, **values, "codes_used": usage.used(), "perplexity": round(usage.perplexity(), 1),
+                                      "s_step": round(seconds / settings.log_every, 4), "img_s": round(rate, 2)}) + "\n")
                 log.flush()
             if step % settings.log_every == 0:
                 window.clear()
@@ -213,9 +248,15 @@ def train(settings: TrainSettings, config: ModelConfig) -> Path:
                     dist.broadcast(net.y_embedder.bottleneck.embedding.weight.data, 0)
                 if log and restarted:
                     log.write(f"step {step} restarted {restarted} dead codes\n")
-            if step % settings.save_every == 0:
+            if step % settings.save_every == 0 or (settings.save_minutes and time.time() - last_save > 60 * settings.save_minutes):
                 save()
-        save()
+                last_save, saved_step = time.time(), step
+                if on_save and rank == 0:
+                    on_save(ema_file, step)
+        if step != saved_step or not ema_file.exists():
+            save()
+            if on_save and rank == 0:
+                on_save(ema_file, step)
     finally:
         bar.close()
         if log:
