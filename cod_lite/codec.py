@@ -260,7 +260,8 @@ class Codec:
 
     def decode_many(self, streams: Sequence[bytes], steps: int | None = None, seed: int | None = None) -> list[np.ndarray]:
         """HxWx3 uint8 images for several streams; like `encode_many`, images of one size share
-        network calls. Each image equals what `decode` gives it with the same steps and seed."""
+        network calls. Each image gets the noise `decode` would give it (same steps and seed), so it
+        equals that image up to summation order (batched kernels may move a pixel by 1)."""
         steps = self.steps_for(steps)
         one_pass = self._one_pass(steps)
         parsed = [self.decode_indices(data) for data in streams]

@@ -216,7 +216,8 @@ def ds32(tmp_path_factory):
     torch.save({"state_dict": {f"ema_denoiser.{k}": v for k, v in state.items()}}, root / "pre.pt")
     one = cod_lite.import_official(root / "one.pt", DS32 / "config.yaml", root / "one.safetensors", encoder_channels=32)
     pre = cod_lite.import_official(root / "pre.pt", DS32 / "pretrain.yaml", root / "pre.safetensors", encoder_channels=32)
-    return cod_lite.load_model(one), cod_lite.load_model(pre), load_file(str(DS32 / "expected.safetensors"))
+    exact = {"precision": "fp32"}  # the fixture pins the exact network
+    return cod_lite.load_model(one, **exact), cod_lite.load_model(pre, **exact), load_file(str(DS32 / "expected.safetensors"))
 
 
 def test_ds32_fixture_uses_the_official_key_layout():

@@ -126,8 +126,8 @@ def main() -> None:
     work.mkdir(exist_ok=True)
     torch.save({"state_dict": {f"net.{k}": v for k, v in state.items()}}, work / "one_step.pt")
     torch.save({"state_dict": {f"ema_denoiser.{k}": v for k, v in state.items()}}, work / "pretrain.pt")
-    one = cod_lite.load_model(cod_lite.import_official(work / "one_step.pt", HERE / "config.yaml", work / "a.safetensors", ENCODER_CHANNELS, overwrite=True))
-    multi = cod_lite.load_model(cod_lite.import_official(work / "pretrain.pt", HERE / "pretrain.yaml", work / "b.safetensors", ENCODER_CHANNELS, overwrite=True))
+    one = cod_lite.load_model(cod_lite.import_official(work / "one_step.pt", HERE / "config.yaml", work / "a.safetensors", ENCODER_CHANNELS, overwrite=True), precision="fp32")
+    multi = cod_lite.load_model(cod_lite.import_official(work / "pretrain.pt", HERE / "pretrain.yaml", work / "b.safetensors", ENCODER_CHANNELS, overwrite=True), precision="fp32")
     indices = one.quantize(image)
     x = torch.from_numpy(image).permute(2, 0, 1)[None].float() / 255
     with torch.inference_mode():
