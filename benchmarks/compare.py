@@ -11,7 +11,8 @@ needs more, that larger file is used and the `x bits` column shows it. The `AVIF
 `JXL down` rows are what a user would do to reach a low rate: code the image downscaled by 1 (not at all), 2, 3 or 4
 (Lanczos), each at its lowest quality reaching our bytes, upscale back with Lanczos, and keep the
 factor with the best LPIPS-Alex among those that reach our bytes with a quality above the codec's
-lowest (so not by overshooting); if none does, the full-size file. The `down` column counts the
+lowest (so not by overshooting); if none does, the factor whose file is closest above ours.
+The `down` column counts the
 factors picked. Bits always count the full image's pixels.
 
 Every file size and metric is cached in --cache (keyed by codec library version, quality,
@@ -133,12 +134,14 @@ def compare_image(image_id: str, image: np.ndarray, models: dict[str, tuple[cod_
             add(name, fmt, setting(fmt, quality, 1, full), target, lambda f=fmt, q=quality: round_trip(image, f, q)[1])
             if fmt not in DOWNSCALED:
                 continue
-            tight = []
+            tight, reaching = [], []
             for factor in FACTORS:
                 q = lowest_reaching(lambda q, f=factor: size(q, f), qualities, target)
-                if size(q, factor) >= target and (q > qualities[0] or size(q, factor) == target):
-                    tight.append((setting(fmt, q, factor, ("bytes", PICK_BY))[PICK_BY], factor, q))
-            _, factor, q = min(tight) if tight else (None, 1, quality)
+                if size(q, factor) >= target:
+                    reaching.append((size(q, factor), factor, q))
+                    if q > qualities[0] or size(q, factor) == target:
+                        tight.append((setting(fmt, q, factor, ("bytes", PICK_BY))[PICK_BY], factor, q))
+            _, factor, q = min(tight) if tight else min(reaching)
             add(name, f"{fmt} down", setting(fmt, q, factor, full), target,
                 lambda f=fmt, q=q, s=factor: scaled_round_trip(image, f, q, s)[1], factor=factor)
 
