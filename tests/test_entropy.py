@@ -123,7 +123,7 @@ def prior_codec(parity_weights, tmp_path_factory) -> cod_lite.Codec:
         image = np.clip(base * rng.uniform(0.3, 1) + rng.normal(0, 20, size=base.shape), 0, 255).astype(np.uint8)
         cod_lite.image_io.save_image(image, folder / f"{i}.png")
     out = tmp_path_factory.mktemp("with_prior") / "parity_prior.safetensors"
-    return cod_lite.load_model(cod_lite.fit_prior(parity_weights, folder, out, progress=False))
+    return cod_lite.load_model(cod_lite.fit_prior(parity_weights, folder, out, progress=False), precision="fp32")  # compared with the fp32 parity codec
 
 
 def test_fitting_a_prior_keeps_the_model_identity(parity_codec, prior_codec):
