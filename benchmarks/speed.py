@@ -42,7 +42,7 @@ import cod_lite
 from cod_lite import bitstream
 from cod_lite.codec import Codec, compiled
 from cod_lite.entropy.coding import decode_grid, encode_grid
-from cod_lite.kernels.fast import FastPath, phase_dtypes
+from cod_lite.kernels.fast import FastPath, phase_dtypes, precision_label
 from cod_lite.image_io import load_image
 from cod_lite.models.config import official_config
 from cod_lite.models.network import CodLiteNet, to_uint8
@@ -238,7 +238,7 @@ def run_size(codec: Codec, variants: list[Variant], skipped: list[str], width: i
 
     reference, default = variants[0].times, next((v.times for v in variants if v.name == "default (auto)"), None)
     if reference and default:
-        print(f"   default path ({', '.join(str(d).removeprefix('torch.') if d else 'fp32' for d in phase_dtypes('auto', device))}) "
+        print(f"   default path ({precision_label(*phase_dtypes('auto', device))}) "
               f"against eager fp32, per phase (x = fp32 time / default time; entropy coding and PNG are the same code in both):")
         for phase in ("encoder", "VQ", "decoder net", "encode", "decode"):
             ratio = reference[phase] / default[phase] if default[phase] else float("nan")

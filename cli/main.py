@@ -67,6 +67,18 @@ precision_option = click.option(
     help="Network arithmetic: fp32 is exact; auto is bf16 where the CPU/GPU has it natively (docs/performance.md). Streams decode in any precision.",
 )
 
+steps_option = click.option(
+    "--steps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Sampling steps of a multi-step (rectified-flow) model [default: the model's own; one-step codecs take 1 only].",
+)
+seed_option = click.option(
+    "--seed",
+    type=click.IntRange(0, MAX_SEED),
+    default=None,
+    help="Noise seed of multi-step decoding [default: 0]; same stream, steps and seed give the same image.",
+)
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(cod_lite.__version__, prog_name="codlite")
@@ -105,18 +117,8 @@ def compress(input_image: str, output: str, model: str | None, max_memory: str, 
     is_flag=True,
     help="INPUT is a .cod from the authors' reference code (no model identity: --model is required).",
 )
-@click.option(
-    "--steps",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Sampling steps of a multi-step (rectified-flow) model [default: the model's own; one-step codecs take 1 only].",
-)
-@click.option(
-    "--seed",
-    type=click.IntRange(0, MAX_SEED),
-    default=None,
-    help="Noise seed of multi-step decoding [default: 0]; same stream, steps and seed give the same image.",
-)
+@steps_option
+@seed_option
 @memory_option
 @precision_option
 @force_option
@@ -231,10 +233,13 @@ def fit_prior(model_name: str, images: str, output: str, max_images: int | None,
 @click.option("--device", default=None, help="torch device, e.g. cpu or cuda:0 [default: cuda if available, else cpu]")
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Same-size files per network call [default: 8 on a GPU, 1 on a CPU]")
 @precision_option
+@steps_option
+@seed_option
 @friendly_errors
 def convert(
     src: str, dst: str, model: str | None, decompress: bool, image_format: str, workers: int, shard: str | None, force: bool,
-    max_memory: str, compile_: bool, device: str | None, batch_size: int | None, precision: str,
+    max_memory: str, compile_: bool, device: str | None, batch_size: int | None, precision: str, steps: int | None,
+    seed: int | None,
 ) -> None:
     """Convert a whole folder (recursively) into DST, mirroring its tree.
 
@@ -245,7 +250,7 @@ def convert(
     summary = cod_lite.convert(
         src, dst, model=model, decompress=decompress, image_format=image_format, workers=workers,
         shard=shard, force=force, on_failure=_report_failure, max_memory=parse_memory(max_memory), compile=compile_,
-        device=device, batch_size=batch_size, precision=precision,
+        device=device, batch_size=batch_size, precision=precision, steps=steps, seed=seed,
     )
     click.echo(summary.report())
     if summary.failed:

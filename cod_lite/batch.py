@@ -120,6 +120,8 @@ def convert(
     device: str | None = None,
     batch_size: int | None = None,
     precision: str = "auto",
+    steps: int | None = None,
+    seed: int | None = None,
 ) -> ConvertSummary:
     """Convert every file under `src` into the mirrored tree under `dst` (see module docstring).
 
@@ -128,6 +130,7 @@ def convert(
     and the run goes on. `max_memory`, `compile`, `precision` and `device` are as in `load_model`; `device`
     None means CUDA when available. Up to `batch_size` files (default 8 on a GPU, 1 on a CPU,
     where batching gains nothing) go through the network together when they have one size.
+    `steps` / `seed` (with `decompress` only) are as in `decode`: every stream gets the same.
     """
     src, dst = Path(src), Path(dst)
     if isinstance(shard, str):
@@ -135,11 +138,16 @@ def convert(
     image_format = image_format.lower().lstrip(".")
     if decompress and f".{image_format}" not in SAVE_FORMATS:  # fail here, not once per file
         raise InputError(f"cannot write images as '{image_format}'; use one of {', '.join(s[1:] for s in SAVE_FORMATS)}")
+    if not decompress and (steps is not None or seed is not None):
+        raise InputError("steps and seed choose how streams are decoded; they need decompress (--decompress)")
     pairs = plan(src, dst, decompress, image_format, shard)
     target = torch_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     batch_size = batch_size or (8 if target.type == "cuda" else 1)
     options = {"max_memory": max_memory, "compile": compile, "device": str(target), "precision": precision}
     codec = model if isinstance(model, Codec) else (None if decompress and model is None else load_model(model or "default", **options))
+    sampling = {"steps": steps, "seed": seed} if decompress else {}
+    if codec is not None and steps is not None:
+        codec.steps_for(steps)  # a one-step model refuses once, not once per file
     summary = ConvertSummary(compressing=not decompress)
     start = time.perf_counter()
     todo, claimed = [], {}
@@ -163,7 +171,7 @@ def convert(
                     loaded.append((source, out, future.result()))
                 except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
                     _fail(summary, on_failure, source, _describe(e))
-            for source, out, data_in, result in _convert_chunk(codec, loaded, decompress, options):
+            for source, out, data_in, result in _convert_chunk(codec, loaded, decompress, options, sampling):
                 try:
                     if isinstance(result, Exception):
                         raise result
@@ -186,18 +194,21 @@ def convert(
     return summary
 
 
-def _convert_chunk(codec: Codec | None, loaded: list[tuple[Path, Path, Any]], decompress: bool, options: dict[str, Any]) -> list[tuple[Path, Path, Any, Any]]:
+def _convert_chunk(
+    codec: Codec | None, loaded: list[tuple[Path, Path, Any]], decompress: bool, options: dict[str, Any], sampling: dict[str, Any],
+) -> list[tuple[Path, Path, Any, Any]]:
     """(source, output, input, stream or image or the exception) per loaded file. Files go through
     the network together (`encode_many`/`decode_many`); if that fails, one by one, so an error
-    is charged to the file that caused it."""
+    is charged to the file that caused it. `sampling`: the steps/seed of decoding."""
     inputs = [data for _, _, data in loaded]
-    return [(source, out, data, result) for (source, out, data), result in zip(loaded, _run(codec, inputs, decompress, options))]
+    results = _run(codec, inputs, decompress, options, sampling)
+    return [(source, out, data, result) for (source, out, data), result in zip(loaded, results)]
 
 
-def _run(codec: Codec | None, inputs: list[Any], decompress: bool, options: dict[str, Any]) -> list[Any]:
+def _run(codec: Codec | None, inputs: list[Any], decompress: bool, options: dict[str, Any], sampling: dict[str, Any]) -> list[Any]:
     if codec is not None:  # without one, each stream names its own model: file by file
         try:
-            return codec.decode_many(inputs) if decompress else codec.encode_many(inputs)
+            return codec.decode_many(inputs, **sampling) if decompress else codec.encode_many(inputs)
         except Exception:  # noqa: BLE001 - retried file by file below
             pass
     results: list[Any] = []
@@ -206,7 +217,7 @@ def _run(codec: Codec | None, inputs: list[Any], decompress: bool, options: dict
             if not decompress:
                 results.append(codec.encode(data))
             else:
-                results.append(np.asarray(codec.decode(data) if codec else decode(data, **options)))
+                results.append(np.asarray(codec.decode(data, **sampling) if codec else decode(data, **options, **sampling)))
         except Exception as e:  # noqa: BLE001
             results.append(e)
     return results

@@ -18,7 +18,7 @@ from .entropy.packing import unpack_indices
 from .entropy.prior import IndexPrior
 from .errors import BitstreamError, InputError
 from .image_io import ImageSource, load_image, pixel_limit
-from .kernels.fast import FastPath, phase_dtypes
+from .kernels.fast import FastPath, phase_dtypes, precision_label
 from .models.config import ModelConfig
 from .models.network import CodLiteNet, to_uint8
 from .models.sampling import Sampling, check_steps, make_noise, sample, unconditional_image
@@ -54,7 +54,7 @@ class Codec:
         self.is_compiled = compile
         self.encode_dtype, self.decode_dtype = _phase_dtypes(precision, self.device, compile)
         methods = (self.net.quantize, self.net.reconstruct)
-        if self.encode_dtype or self.decode_dtype:
+        if self.encode_dtype is not None or self.decode_dtype is not None:
             fast = FastPath(self.net, self.encode_dtype, self.decode_dtype)
             methods = (fast.quantize, fast.reconstruct)
         self._quantize, self._reconstruct = tuple(map(compiled, methods)) if compile else methods
@@ -69,10 +69,9 @@ class Codec:
 
     @property
     def precision(self) -> str:
-        """What untiled passes run in: "fp32" (the exact network), "bf16", or e.g.
-        "encode fp32, decode bf16" where `auto` kept one phase exact. Tiled passes are fp32."""
-        names = ["fp32" if d is None else str(d).removeprefix("torch.").replace("bfloat16", "bf16") for d in (self.encode_dtype, self.decode_dtype)]
-        return names[0] if names[0] == names[1] else f"encode {names[0]}, decode {names[1]}"
+        """What untiled passes run in: "fp32" (the exact network), "fp32 fast" (the fast path in
+        fp32), "bf16", or e.g. "encode fp32 fast, decode bf16". Tiled passes are exact fp32."""
+        return precision_label(self.encode_dtype, self.decode_dtype)
 
     @property
     def name(self) -> str:

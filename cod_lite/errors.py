@@ -1,5 +1,11 @@
 """One exception family, so callers can catch every cod-lite failure with a single clause."""
 
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+
 
 class CodLiteError(Exception):
     """Base class of every error cod-lite raises on purpose."""
@@ -23,3 +29,16 @@ class CheckpointError(CodLiteError):
 
 class OutputError(CodLiteError):
     """An output path cannot be written: exists, unwritable, or its folder is missing."""
+
+
+def exit_status(run: Callable[[], int | None]) -> int:
+    """`run()` as a command's exit status: what it returns (None: 0), or 1 with one line on
+    stderr for bad input or a failed file operation (CODLITE_DEBUG=1 shows the traceback
+    instead). For the non-click entry points (`python -m cod_lite.train`, the GPU session)."""
+    try:
+        return run() or 0
+    except (CodLiteError, OSError, ValueError) as e:
+        if os.environ.get("CODLITE_DEBUG"):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 1

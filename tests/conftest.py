@@ -4,13 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
 import cod_lite
 
 PARITY = Path(__file__).parent / "data" / "parity_A"
+
+
+def write_photos(folder: Path, count: int, side: int) -> Path:
+    """`count` small noisy gradient PNGs (im0.png, ...): training data for tiny runs."""
+    rng = np.random.default_rng(0)
+    for i in range(count):
+        y, x = np.mgrid[0:side, 0:side]
+        image = np.stack([x * 3 + 40 * i, y * 2, (x + y) % 64 * 4], -1) + rng.normal(0, 8, (side, side, 3))
+        Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(folder / f"im{i}.png")
+    return folder
 
 
 @pytest.fixture(autouse=True)

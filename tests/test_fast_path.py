@@ -76,7 +76,8 @@ def image() -> np.ndarray:
 @pytest.mark.parametrize("native", [True, False])
 def test_auto_follows_the_cpu(monkeypatch, native):
     monkeypatch.setattr(fast, "cpu_has_native_bf16", lambda: native)
-    expected = tuple(BF16 if native and p in fast.AUTO_BF16_PHASES else None for p in ("encode", "decode"))
+    # without native bf16, auto is the fast path in fp32, never the emulated (slow) bf16
+    expected = tuple(BF16 if native and p in fast.AUTO_BF16_PHASES else torch.float32 for p in ("encode", "decode"))
     assert fast.phase_dtypes("auto", torch.device("cpu")) == expected
     assert fast.phase_dtypes("fp32", torch.device("cpu")) == (None, None)
     assert fast.phase_dtypes("bf16", torch.device("cpu")) == (BF16, BF16)  # asked for: even where emulated
@@ -87,7 +88,7 @@ def test_auto_on_cuda_is_bf16_where_the_gpu_has_it(monkeypatch, supported):
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: supported)
     monkeypatch.setattr(fast, "cpu_has_native_bf16", lambda: not supported)  # the CPU must not matter
     dtypes = fast.phase_dtypes("auto", torch.device("cuda"))
-    assert dtypes == tuple(BF16 if supported and p in fast.AUTO_BF16_PHASES else None for p in ("encode", "decode"))
+    assert dtypes == tuple(BF16 if supported and p in fast.AUTO_BF16_PHASES else torch.float32 for p in ("encode", "decode"))
 
 
 def test_cpu_detection_reads_the_flags():
@@ -131,6 +132,20 @@ def test_fused_head_in_fp32_equals_the_network_head(tiny_net):
         np.testing.assert_allclose(fast._trunk(tiny_net, cond, tiny_net._t0_modulation()).numpy(), trunk.numpy(), atol=1e-5)
     assert expected.abs().max() > 0.1  # a head that does something
     np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-5)
+
+
+def test_auto_without_native_bf16_is_the_fp32_fast_path(monkeypatch, tiny_net, image):
+    """What a CPU without avx512_bf16/AMX gets by default: the restructured head in fp32, whose
+    images equal the exact network's up to summation order."""
+    monkeypatch.setattr(fast, "cpu_has_native_bf16", lambda: False)
+    codec = Codec(tiny_net, "00" * 32)
+    exact = Codec(tiny_net, "00" * 32, precision="fp32")
+    assert codec.precision == "fp32 fast" and codec.decode_dtype == torch.float32
+    assert not isinstance(codec._reconstruct.__self__, CodLiteNet)  # the fused head runs, not net.reconstruct
+    indices = exact.quantize(image)
+    assert (codec.quantize(image) == indices).mean() >= 0.99
+    diff = np.abs(codec.reconstruct(indices, 64, 96).astype(int) - exact.reconstruct(indices, 64, 96))
+    assert diff.max() <= 1 and diff.mean() < 0.01
 
 
 def test_bf16_stays_close_to_fp32(tiny_net, image):

@@ -24,6 +24,8 @@ from cod_lite.train.data import write_crop_set
 from cod_lite.train.gpu_session import OUT_FILES, build_perceptual, check_total, session_command
 from cod_lite.weights import load_weights
 
+from .conftest import write_photos
+
 ROOT = Path(__file__).parents[1]
 
 
@@ -41,12 +43,7 @@ def tiny_wheel(folder: Path) -> Path:
 @pytest.fixture(scope="module")
 def carry(tmp_path_factory, weights_dir) -> Path:
     root = tmp_path_factory.mktemp("carry")
-    photos = tmp_path_factory.mktemp("photos")
-    rng = np.random.default_rng(0)
-    for i in range(2):
-        y, x = np.mgrid[0:96, 0:96]
-        image = np.stack([x * 2 + 40 * i, y * 2, (x + y) % 64 * 4], -1) + rng.normal(0, 8, (96, 96, 3))
-        Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(photos / f"im{i}.png")
+    photos = write_photos(tmp_path_factory.mktemp("photos"), 2, 96)
     write_crop_set(photos, root / "crops", size=64, max_bytes=200_000)
     (root / "wheels").mkdir()
     tiny_wheel(root / "wheels")

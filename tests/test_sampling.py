@@ -18,20 +18,14 @@ from cod_lite.train.loop import TrainSettings, train
 from cod_lite.weights import load_weights, read_metadata, save_weights
 from cod_lite_cli.main import cli
 
-from .conftest import PARITY
+from .conftest import PARITY, write_photos
 
 TINY = ModelConfig(name="tiny-rf", ds=16, codebook_bits=4, hidden_size=32, hidden_size_x=8, num_blocks=2, num_cond_blocks=1, encoder_channels=32)
 
 
 @pytest.fixture(scope="module")
 def photos(tmp_path_factory):
-    root = tmp_path_factory.mktemp("photos")
-    rng = np.random.default_rng(0)
-    for i in range(3):
-        y, x = np.mgrid[0:64, 0:64]
-        img = np.stack([x * 3 + 40 * i, y * 2, (x + y) % 64 * 4], -1) + rng.normal(0, 8, (64, 64, 3))
-        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / f"im{i}.png")
-    return root
+    return write_photos(tmp_path_factory.mktemp("photos"), 3, 64)
 
 
 @pytest.fixture(scope="module")
@@ -193,6 +187,24 @@ def test_cli_steps_and_seed_match_the_api(codec, stream, pretrain_model, tmp_pat
     result = CliRunner().invoke(cli, ["decompress", str(cod), str(out), "--model", str(pretrain_model), "--steps", "3", "--seed", "1"])
     assert result.exit_code == 0, result.output
     assert np.array_equal(np.asarray(Image.open(out)), np.asarray(codec.decode(stream, steps=3, seed=1)))
+
+
+def test_convert_decompresses_a_folder_with_steps_and_seed(codec, stream, pretrain_model, parity_weights, tmp_path):
+    src, dst = tmp_path / "streams", tmp_path / "images"
+    (src / "sub").mkdir(parents=True)
+    for name in ("a.cod", "sub/b.cod"):
+        (src / name).write_bytes(stream)
+    runner = CliRunner()
+    result = runner.invoke(cli, ["convert", str(src), str(dst), "-d", "--model", str(pretrain_model), "--steps", "3", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    expected = np.asarray(codec.decode(stream, steps=3, seed=1))
+    for name in ("a.png", "sub/b.png"):
+        assert np.array_equal(np.asarray(Image.open(dst / name)), expected)
+    # steps belong to decoding; a one-step model refuses them once, before any file is written
+    result = runner.invoke(cli, ["convert", str(src), str(tmp_path / "x"), "--steps", "3"])
+    assert result.exit_code == 1 and "need decompress" in result.output and len(result.output.strip().splitlines()) == 1
+    result = runner.invoke(cli, ["convert", str(src), str(tmp_path / "y"), "-d", "--model", str(parity_weights), "--steps", "3"])
+    assert result.exit_code == 1 and "one-step codec" in result.output and not (tmp_path / "y").exists()
 
 
 def test_steps_above_the_memory_budget_refuse_tiling(pretrain_model, stream):

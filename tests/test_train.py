@@ -216,3 +216,14 @@ def test_crop_set_fills_its_budget_with_square_crops(folder, tmp_path, capsys):
     assert CropSampler(tmp_path / "c", 32).batch(2).shape == (2, 3, 32, 32)
     assert main(["crops", str(folder), str(tmp_path / "c")]) == 1  # one line, no traceback
     assert "not empty" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_training_precision_auto_is_bf16_only_where_native(monkeypatch, native):
+    """Emulated bf16 made a CPU training step ~9x slower than fp32 (docs/training.md): auto avoids it."""
+    from cod_lite.kernels import fast
+    from cod_lite.train.loop import trains_in_bf16
+
+    monkeypatch.setattr(fast, "cpu_has_native_bf16", lambda: native)
+    assert trains_in_bf16("auto", torch.device("cpu")) is native
+    assert trains_in_bf16("bf16", torch.device("cpu")) and not trains_in_bf16("fp32", torch.device("cpu"))

@@ -1,10 +1,11 @@
-"""The reduced-precision inference path (`precision="bf16"` / `"auto"`), plain torch, CPU or CUDA.
+"""The fast inference path (`precision="auto"` / `"bf16"`), plain torch, CPU or CUDA.
 
-    fast = FastPath(net, torch.bfloat16)
+    fast = FastPath(net, torch.bfloat16, torch.bfloat16)   # or torch.float32: the same path in fp32
     indices = fast.quantize(image01)     # as net.quantize; the VQ distances stay fp32
     image = fast.reconstruct(indices)    # as net.reconstruct, returned in fp32
 
-The convolutions, attention and GEMMs run under bf16 autocast. The pixel head, which was most
+In bf16, the convolutions, attention and GEMMs run under autocast; in fp32 (what `auto` picks
+where bf16 is not native) nothing is cast and only the restructuring below applies. The pixel head, which was most
 of the decode time, is restructured for the t = 0 pass (x_t = 0), where most of it is linear:
 
 - the zero image's pixels drop out, and `y_embedder_x`, the condition/DCT columns of
@@ -21,6 +22,7 @@ path is an alternative to the exact one, never used by `precision="fp32"`.
 
 from __future__ import annotations
 
+import contextlib
 from functools import lru_cache
 from pathlib import Path
 
@@ -59,10 +61,12 @@ def device_has_native_bf16(device: torch.device) -> bool:
 
 
 def phase_dtypes(precision: str, device: torch.device) -> tuple[torch.dtype | None, torch.dtype | None]:
-    """(encode, decode) autocast dtype of a precision on a device; None is the exact fp32 path.
+    """(encode, decode) dtype of the fast path for a precision on a device; None is the exact
+    eager fp32 network.
 
     "fp32": exact everywhere. "bf16": bf16 for both phases, even where it is emulated (slow).
-    "auto": bf16 for the phases in AUTO_BF16_PHASES on devices with native bf16, else fp32.
+    "auto": bf16 for the phases in AUTO_BF16_PHASES on devices with native bf16, else the fast
+    path in fp32 (equal to the exact network up to summation order, and faster: its pixel head).
     """
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision '{precision}'; use one of {', '.join(PRECISIONS)}")
@@ -71,14 +75,22 @@ def phase_dtypes(precision: str, device: torch.device) -> tuple[torch.dtype | No
     if precision == "bf16":
         return torch.bfloat16, torch.bfloat16
     native = device_has_native_bf16(device)
-    return tuple(torch.bfloat16 if native and phase in AUTO_BF16_PHASES else None for phase in ("encode", "decode"))  # type: ignore[return-value]
+    return tuple(torch.bfloat16 if native and phase in AUTO_BF16_PHASES else torch.float32 for phase in ("encode", "decode"))  # type: ignore[return-value]
+
+
+def precision_label(encode_dtype: torch.dtype | None, decode_dtype: torch.dtype | None) -> str:
+    """How `phase_dtypes`' answer reads: "fp32" (the exact network), "fp32 fast", "bf16", or e.g.
+    "encode fp32 fast, decode bf16"."""
+    labels = {None: "fp32", torch.float32: "fp32 fast", torch.bfloat16: "bf16"}
+    names = [labels[d] for d in (encode_dtype, decode_dtype)]
+    return names[0] if names[0] == names[1] else f"encode {names[0]}, decode {names[1]}"
 
 
 class FastPath:
-    """`quantize` / `reconstruct` of one network in one autocast dtype (the network is not changed).
+    """`quantize` / `reconstruct` of one network (the network is not changed).
 
-    `encode_dtype` / `decode_dtype` are the autocast dtypes of the two phases; None runs that
-    phase as the exact eager fp32 network (the phase the guarantee rejected, if any).
+    `encode_dtype` / `decode_dtype` are the dtypes of the two phases (bf16: autocast; fp32: no
+    cast); None runs that phase as the exact eager fp32 network.
     """
 
     def __init__(self, net: CodLiteNet, encode_dtype: torch.dtype | None, decode_dtype: torch.dtype | None) -> None:
@@ -88,11 +100,11 @@ class FastPath:
         self.device_type = net.y_embedder_x.weight.device.type
         self._head: _FusedHead | None = None
 
-    def _autocast(self, dtype: torch.dtype) -> torch.autocast:
-        return torch.autocast(self.device_type, dtype=dtype)
+    def _autocast(self, dtype: torch.dtype) -> contextlib.AbstractContextManager:
+        return contextlib.nullcontext() if dtype == torch.float32 else torch.autocast(self.device_type, dtype=dtype)
 
     def quantize(self, image01: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) in [0, 1] -> (B, H/ds, W/ds) indices: the encoder in reduced precision
+        """(B, 3, H, W) in [0, 1] -> (B, H/ds, W/ds) indices: the encoder in the path's dtype
         (channels_last input, which the encoder's 3x3 convolutions run faster in), the nearest
         codeword chosen in fp32 from the encoder's output."""
         if self.encode_dtype is None:

@@ -3,7 +3,9 @@
 The flow is x_t = t x + (1 - t) eps (t = 1 is data, t = 0 pure noise) and the network predicts
 x ("pred x"). Training's distillation teacher (`train.stages`) and the codec's `--steps` decoder
 both call `sample`, so they cannot drift apart. The rules (time grid, noise, guidance) are
-stated in docs/format.md ("Multi-step decoding"); they follow the authors' `EulerSampler`.
+stated in docs/format.md ("Multi-step decoding"): Euler steps on the rectified-flow ODE as in the
+paper, with the constants of the authors' released sampler (the velocity clamp, the guidance
+interval, the unconditional input) so that their pre-trained model runs as it was trained.
 
 Whether a model may be sampled at all travels with its weights: a `Sampling` record in the
 weight file's metadata (`weights.py`). Files without one are one-step codecs.

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 
-from ..errors import CodLiteError
+from ..errors import exit_status
 from ..models.config import ModelConfig
 from .data import write_crop_set
 from .export import PRECISIONS, export
@@ -18,14 +17,7 @@ from .stages import STAGES
 def main(argv: list[str] | None = None) -> int:
     """Exit status 1 with one line on stderr for bad input (CODLITE_DEBUG=1 shows the traceback)."""
     args = _parser().parse_args(argv)
-    try:
-        _run(args)
-    except (CodLiteError, OSError, ValueError) as e:
-        if os.environ.get("CODLITE_DEBUG"):
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return exit_status(lambda: _run(args))
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -33,7 +33,7 @@ import time
 import traceback
 from pathlib import Path
 
-from ..errors import CodLiteError, InputError
+from ..errors import CodLiteError, InputError, exit_status
 from ..fileio import atomic_write
 
 MIB = 2**20
@@ -376,26 +376,24 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--work", default="/tmp/gpu_session", help="run folders (optimiser state stays here)")
     r.add_argument("--seed", type=int, default=16)
     args = parser.parse_args(argv)
-    try:
-        if args.command == "prepare":
-            prepare(args.out, args.data, crops_mb=args.crops_mb, python_version=args.python_version, margin_mb=args.margin_mb, force=args.force)
-            if args.check_images:
-                print(pack_deviation(args.check_images, Path(args.out) / "home"))
-        elif args.command == "command":
-            total = tree_bytes() + folder_bytes(args.carry)
-            command = session_command(args.carry, minutes=args.minutes)
-            print(f"# carries {total / MIB:.1f} of {TREE_LIMIT // MIB} MiB; {len(command)} characters; "
-                  f"device run: carry [{args.carry!r}], timeout_s {DEVICE_TIMEOUT_S}")
-            check_total(total)
-            print(command)
-        else:
-            return run(args)
-    except (CodLiteError, OSError, ValueError) as e:
-        if os.environ.get("CODLITE_DEBUG"):
-            raise
-        print(f"error: {e}", file=sys.stderr)
-        return 1
-    return 0
+    return exit_status(lambda: _command(args))
+
+
+def _command(args: argparse.Namespace) -> int | None:
+    if args.command == "prepare":
+        prepare(args.out, args.data, crops_mb=args.crops_mb, python_version=args.python_version, margin_mb=args.margin_mb, force=args.force)
+        if args.check_images:
+            print(pack_deviation(args.check_images, Path(args.out) / "home"))
+    elif args.command == "command":
+        total = tree_bytes() + folder_bytes(args.carry)
+        command = session_command(args.carry, minutes=args.minutes)
+        print(f"# carries {total / MIB:.1f} of {TREE_LIMIT // MIB} MiB; {len(command)} characters; "
+              f"device run: carry [{args.carry!r}], timeout_s {DEVICE_TIMEOUT_S}")
+        check_total(total)
+        print(command)
+    else:
+        return run(args)
+    return None
 
 
 if __name__ == "__main__":
