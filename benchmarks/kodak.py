@@ -79,7 +79,7 @@ def main() -> int:
                 for key, value in values.items():
                     acc[key] = acc.get(key, 0.0) + value / len(files)
             if args.crop_out and path == files[0]:
-                save_crop(args.crop_out, image, results[name][1], results["AVIF"][1])
+                save_crop(args.crop_out, [image, results[name][1], results["AVIF"][1]])
             print(f"{name} {path.name}: {8 * len(data) / pixels:.4f} bpp", file=sys.stderr)
         for label, acc in sums.items():
             rows.append((name, label, acc))
@@ -103,10 +103,11 @@ def main() -> int:
     return 0
 
 
-def save_crop(path: Path, original: np.ndarray, ours: np.ndarray, avif: np.ndarray, size: int = 256) -> None:
-    h, w = original.shape[:2]
+def save_crop(path: Path, images: Sequence[np.ndarray], size: int = 256) -> None:
+    """The centre size x size crop of each image (all of one size), side by side, left to right."""
+    h, w = images[0].shape[:2]
     top, left = (h - size) // 2, (w - size) // 2
-    tiles = [a[top : top + size, left : left + size] for a in (original, ours, avif)]
+    tiles = [a[top : top + size, left : left + size] for a in images]
     Image.fromarray(np.concatenate(tiles, axis=1)).save(path)
 
 

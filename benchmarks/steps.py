@@ -6,8 +6,9 @@
 Each image is compressed once; the same stream is then decoded with every N (seed --seed), so
 only the decoder changes. Prints a markdown table of the means over the images (bpp, PSNR,
 LPIPS-Alex, DISTS, FID over 64x64 patches unless --no-fid, decode seconds per image) and writes
-the plot (--plot, default docs/steps.png) when matplotlib is installed. Runs on the CPU with the
-threads torch is given.
+the plot (--plot, default docs/steps.png) when matplotlib is installed, and with --crop-out the
+centre 256x256 crop of the first image: original, then each N left to right. Runs on the CPU
+with the threads torch is given.
 """
 
 from __future__ import annotations
@@ -22,17 +23,19 @@ import numpy as np
 import cod_lite
 from cod_lite import bitstream, metrics
 from cod_lite.image_io import load_image
+from kodak import save_crop
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DIR = ROOT.parent / "shared" / "data" / "kodak"
 COLUMNS = ("steps", "bpp", "psnr", "lpips_alex", "dists", "fid", "decode_s")
 
 
-def measure(codec: cod_lite.Codec, images: list[np.ndarray], steps_list: list[int], seed: int, fid: bool) -> list[dict[str, float]]:
+def measure(codec: cod_lite.Codec, images: list[np.ndarray], steps_list: list[int], seed: int, fid: bool) -> tuple[list[dict[str, float]], list[np.ndarray]]:
+    """(one row of means per N, the first image decoded with each N)."""
     streams = [codec.encode(image) for image in images]
     bpp = float(np.mean([bitstream.bits_per_pixel(len(s), im.shape[1], im.shape[0]) for s, im in zip(streams, images)]))
     real = metrics.inception_features(images) if fid else None
-    rows = []
+    rows, firsts = [], []
     for steps in steps_list:
         decoded, seconds = [], []
         for stream in streams:
@@ -49,8 +52,9 @@ def measure(codec: cod_lite.Codec, images: list[np.ndarray], steps_list: list[in
             "decode_s": float(np.mean(seconds)),
         }
         rows.append(row)
+        firsts.append(decoded[0])
         print(" ".join(f"{k}={v:.4g}" for k, v in row.items()), file=sys.stderr)
-    return rows
+    return rows, firsts
 
 
 def table(rows: list[dict[str, float]]) -> str:
@@ -102,6 +106,7 @@ def main() -> int:
     parser.add_argument("--no-fid", action="store_true", help="skip patch FID (slow on a CPU)")
     parser.add_argument("--plot", type=Path, default=ROOT / "docs" / "steps.png")
     parser.add_argument("--out", type=Path, help="write the markdown table here too")
+    parser.add_argument("--crop-out", type=Path, help="side-by-side crop of the first image: original, then each N")
     args = parser.parse_args()
     files = sorted(args.data.glob("*.png"))[: args.images]
     if not files:
@@ -114,12 +119,16 @@ def main() -> int:
     except cod_lite.CodLiteError as e:
         print(f"steps.py: {e}", file=sys.stderr)
         return 1
-    rows = measure(codec, [load_image(f) for f in files], args.steps, args.seed, not args.no_fid)
+    images = [load_image(f) for f in files]
+    rows, firsts = measure(codec, images, args.steps, args.seed, not args.no_fid)
     text = f"{codec.name} on {len(files)} images of {args.data.name}, seed {args.seed}\n\n" + table(rows)
     print(text)
     if args.out:
         args.out.write_text(text + "\n")
     plot(rows, args.plot, f"{codec.name}: one stream, N decoding steps")
+    if args.crop_out:
+        save_crop(args.crop_out, [images[0], *firsts])
+        print(f"crop of {files[0].name}: original, then N = {', '.join(map(str, args.steps))} -> {args.crop_out}", file=sys.stderr)
     return 0
 
 

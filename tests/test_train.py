@@ -72,6 +72,21 @@ def test_onestep_with_perceptual_loss_runs(folder, tmp_path):
     assert all(r["lpips_alex"] > 0 for r in log) and path.exists()
 
 
+def test_pretrain_perceptual_terms_judge_the_t0_samples_only(folder, tmp_path):
+    torch.manual_seed(0)
+    x = CropSampler(folder, 32, seed=5).batch(4)
+    assert TrainSettings(stage="pretrain", data="d", out="o").l1 == 0 and TrainSettings(stage="onestep", data="d", out="o").l1 == 1
+    for fraction, expect_terms in ((1.0, True), (0.0, False)):
+        objective = Objective(CodLiteNet(TINY), settings(folder, tmp_path, "pretrain", t0_fraction=fraction, l1=1.0, lpips_alex=0.5))
+        losses, *_ = objective(x)
+        assert ("l1" in losses and "lpips_alex" in losses) is expect_terms
+        extra = losses["l1"] + 0.5 * losses["lpips_alex"] if expect_terms else 0.0
+        torch.testing.assert_close(losses["total"], losses["mse"] + extra + losses["vq"])
+    path = train(settings(folder, tmp_path / "mixed", "pretrain", steps=4, t0_fraction=0.5, lpips_alex=0.5, log_every=2), TINY)
+    log = [json.loads(line) for line in (tmp_path / "mixed" / "train.log").read_text().splitlines()]
+    assert all(r["mse"] > 0 for r in log) and load_weights(path)[2]["sampling"]  # still a multi-step model
+
+
 def test_restarts_can_be_switched_off_for_fine_tuning(folder, tmp_path):
     path = train(settings(folder, tmp_path / "n", "onestep", steps=3, restart_every=0, log_every=1), TINY)
     assert path.exists() and "restart" not in (tmp_path / "n" / "train.log").read_text()

@@ -48,7 +48,9 @@ class TrainSettings:
     log_every: int = 50
     save_every: int = 500
     restart_every: int = 200  # dead-code restarts every N steps; 0: never (fine-tuning)
-    l1: float = 1.0
+    # None: 1.0 for the one-step stages, 0 for pretrain. In pretrain, L1 and the LPIPS terms judge
+    # the t = 0 samples only (the one-step output), beside the flow's MSE on every sample.
+    l1: float | None = None
     lpips_vgg: float = 0.0
     lpips_alex: float = 0.0
     t0_fraction: float = 0.25
@@ -70,6 +72,11 @@ class TrainSettings:
     time_schedule: bool = False  # warm-up, then the cosine runs over the wall-clock budget, not --steps
     save_minutes: float | None = None  # also save every N minutes
     perceptual_pack: bool = False  # LPIPS/VGG backbones missing from the cache load from its int8 pack
+
+
+    def __post_init__(self) -> None:
+        if self.l1 is None:
+            self.l1 = 0.0 if self.stage == "pretrain" else 1.0
 
 
 PRECISION_CHOICES = ("auto", "fp32", "bf16")
@@ -206,6 +213,7 @@ def train(settings: TrainSettings, config: ModelConfig, on_save: Callable[[Path,
     last_log = last_save = time.time()
     saved_step = -1
     window: dict[str, torch.Tensor] = {}
+    counts: dict[str, int] = {}
     bar = tqdm(total=settings.steps, initial=step, disable=rank != 0, dynamic_ncols=True)
     try:
         while step < settings.steps:
@@ -241,8 +249,9 @@ def train(settings: TrainSettings, config: ModelConfig, on_save: Callable[[Path,
             bar.update(1)
             for k, v in losses.items():  # summed on the device: no host sync per step
                 window[k] = window.get(k, 0.0) + v.detach()
+                counts[k] = counts.get(k, 0) + 1  # pretrain's t = 0 terms exist only on steps with t = 0 samples
             if step % settings.log_every == 0 and log:
-                values = {k: round(float(v) / settings.log_every, 5) for k, v in window.items()}  # means over the window
+                values = {k: round(float(v) / counts[k], 5) for k, v in window.items()}  # means over the window
                 seconds, last_log = time.time() - last_log, time.time()  # after float(): the device has finished
                 rate = settings.log_every * settings.batch_size / seconds
                 bar.set_postfix(loss=values["total"], img_s=f"{rate:.1f}")
@@ -251,6 +260,7 @@ def train(settings: TrainSettings, config: ModelConfig, on_save: Callable[[Path,
                 log.flush()
             if step % settings.log_every == 0:
                 window.clear()
+                counts.clear()
             if settings.restart_every and step % settings.restart_every == 0 and step < 0.8 * settings.steps and not settings.freeze_encoder:  # let the EMA settle at the end
                 restarted = usage.restart_dead(net.y_embedder.bottleneck, z) if rank == 0 else 0
                 if distributed:

@@ -140,13 +140,7 @@ class Objective(nn.Module):
             self._hidden.clear()
         if s.stage in ("onestep", "distill"):
             pred = net.denoise(torch.zeros_like(target), None, cond)
-            losses = {"l1": F.l1_loss(pred, target)}
-            total = s.l1 * losses["l1"]
-            weights = {"vgg": s.lpips_vgg, "alex": s.lpips_alex}
-            for name, metric in self.perceptual.items():
-                if weights[name]:
-                    losses[f"lpips_{name}"] = metric(pred.float(), target).mean()
-                    total = total + weights[name] * losses[f"lpips_{name}"]
+            losses, total = self._one_step_terms(pred, target)
             if self.teacher is not None:
                 sample = sample_teacher(self.teacher, x01, s.teacher_steps)
                 losses["distill"] = self.perceptual["alex"](pred.float(), sample.float()).mean()
@@ -162,6 +156,11 @@ class Objective(nn.Module):
             pred = net.denoise(x_t, t, cond)
             losses = {"mse": F.mse_loss(pred, target)}
             total = losses["mse"]
+            at_t0 = t == 0
+            if (s.l1 or self.perceptual) and at_t0.any():  # the one-step output's own terms, t = 0 samples only
+                terms, extra = self._one_step_terms(pred[at_t0], target[at_t0])
+                losses |= terms
+                total = total + extra
         if self.projector is not None:
             feature = self.vgg(x01)[-1]
             hidden = self.projector(self._hidden[-1].float())
@@ -170,6 +169,18 @@ class Objective(nn.Module):
         losses["vq"] = vq_loss
         losses["total"] = total + vq_loss
         return losses, z, indices, pred
+
+    def _one_step_terms(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """L1 and the LPIPS terms of a one-step prediction, weighted by the settings."""
+        s = self.settings
+        losses = {"l1": F.l1_loss(pred, target)}
+        total = s.l1 * losses["l1"]
+        weights = {"vgg": s.lpips_vgg, "alex": s.lpips_alex}
+        for name, metric in self.perceptual.items():
+            if weights[name]:
+                losses[f"lpips_{name}"] = metric(pred.float(), target).mean()
+                total = total + weights[name] * losses[f"lpips_{name}"]
+        return losses, total
 
     def discriminator_loss(self, x01: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
         """Hinge loss of the discriminator on real crops vs the (detached) one-step output."""
