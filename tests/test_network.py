@@ -135,3 +135,17 @@ def test_configs_without_a_refiner_keep_their_old_form():
     assert ModelConfig.from_dict(ModelConfig().to_dict()).refine_channels == 0
     with pytest.raises(ValueError, match="refine_channels"):
         ModelConfig(refine_channels=-1)
+
+
+def test_group_norm_is_exact_for_channels_last_inputs():
+    """torch's CPU channels_last GroupNorm drifts with the image size; ours normalises in NCHW."""
+    from cod_lite.models.condition_codec import group_norm
+
+    torch.manual_seed(0)
+    norm = group_norm(32)
+    x = torch.randn(1, 32, 512, 768) * 0.5 + 3.0  # a large mean, as real activations have
+    with torch.no_grad():
+        expected = norm(x)
+        got = norm(x.contiguous(memory_format=torch.channels_last))
+    assert got.is_contiguous(memory_format=torch.channels_last)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)

@@ -4,8 +4,8 @@
     indices = fast.quantize(image01)     # as net.quantize; the VQ distances stay fp32
     image = fast.reconstruct(indices)    # as net.reconstruct, returned in fp32
 
-In bf16, the convolutions, attention and GEMMs run under autocast; in fp32 (what `auto` picks
-where bf16 is not native) nothing is cast and only the restructuring below applies. The pixel head, which was most
+In bf16, the convolutions, attention and GEMMs run under autocast; in fp32 (what `auto` decodes
+with where bf16 is not native) nothing is cast and only the restructuring below applies. The pixel head, which was most
 of the decode time, is restructured for the t = 0 pass (x_t = 0), where most of it is linear:
 
 - the zero image's pixels drop out, and `y_embedder_x`, the condition/DCT columns of
@@ -65,8 +65,9 @@ def phase_dtypes(precision: str, device: torch.device) -> tuple[torch.dtype | No
     eager fp32 network.
 
     "fp32": exact everywhere. "bf16": bf16 for both phases, even where it is emulated (slow).
-    "auto": bf16 for the phases in AUTO_BF16_PHASES on devices with native bf16, else the fast
-    path in fp32 (equal to the exact network up to summation order, and faster: its pixel head).
+    "auto": bf16 for the phases in AUTO_BF16_PHASES on devices with native bf16; elsewhere the
+    exact encoder and the fast decoder in fp32 (its fused pixel head: equal to the exact network
+    up to summation order, and faster).
     """
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision '{precision}'; use one of {', '.join(PRECISIONS)}")
@@ -75,7 +76,9 @@ def phase_dtypes(precision: str, device: torch.device) -> tuple[torch.dtype | No
     if precision == "bf16":
         return torch.bfloat16, torch.bfloat16
     native = device_has_native_bf16(device)
-    return tuple(torch.bfloat16 if native and phase in AUTO_BF16_PHASES else torch.float32 for phase in ("encode", "decode"))  # type: ignore[return-value]
+    if not native:
+        return None, torch.float32
+    return tuple(torch.bfloat16 if phase in AUTO_BF16_PHASES else torch.float32 for phase in ("encode", "decode"))  # type: ignore[return-value]
 
 
 def precision_label(encode_dtype: torch.dtype | None, decode_dtype: torch.dtype | None) -> str:
@@ -104,9 +107,10 @@ class FastPath:
         return contextlib.nullcontext() if dtype == torch.float32 else torch.autocast(self.device_type, dtype=dtype)
 
     def quantize(self, image01: torch.Tensor) -> torch.Tensor:
-        """(B, 3, H, W) in [0, 1] -> (B, H/ds, W/ds) indices: the encoder in the path's dtype
-        (channels_last input, which the encoder's 3x3 convolutions run faster in), the nearest
-        codeword chosen in fp32 from the encoder's output."""
+        """(B, 3, H, W) in [0, 1] -> (B, H/ds, W/ds) indices: the encoder under autocast, the
+        nearest codeword chosen in fp32 from the encoder's output. (channels_last input was
+        dropped: torch's CPU channels_last GroupNorm drifted with the image size, and with
+        `GroupNorm`'s NCHW detour the encoder ran slower than without channels_last.)"""
         if self.encode_dtype is None:
             return self.net.quantize(image01)
         return self.net.y_embedder.bottleneck.indices(self.latent(image01))
@@ -116,7 +120,7 @@ class FastPath:
         if self.encode_dtype is None:
             return self.net.y_embedder.encoder(image01)
         with self._autocast(self.encode_dtype):
-            z = self.net.y_embedder.encoder(image01.contiguous(memory_format=torch.channels_last))
+            z = self.net.y_embedder.encoder(image01)
         return z.float().contiguous()
 
     def reconstruct(self, indices: torch.Tensor) -> torch.Tensor:

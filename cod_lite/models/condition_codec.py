@@ -15,8 +15,23 @@ from torch import nn
 WINDOW = 32  # attention window on the latent grid, as the reference uses at inference
 
 
+class GroupNorm(nn.GroupNorm):
+    """nn.GroupNorm that normalises a channels_last CPU tensor in NCHW layout.
+
+    torch's CPU channels_last GroupNorm loses precision with the image size (measured, torch 2.13:
+    max error 6e-3 against float64 on N(0.3, 0.5) data at 1088x1920, and 2.7 on the default
+    encoder's real activations, which moved 12 % of a 1920x1080 image's indices); the NCHW kernel
+    stays within 1e-6. NCHW inputs (the exact path) run unchanged.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu" and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last):
+            return super().forward(x.contiguous()).contiguous(memory_format=torch.channels_last)
+        return super().forward(x)
+
+
 def group_norm(channels: int) -> nn.GroupNorm:
-    return nn.GroupNorm(32, channels, eps=1e-6, affine=True)
+    return GroupNorm(32, channels, eps=1e-6, affine=True)
 
 
 class ResnetBlock(nn.Module):
