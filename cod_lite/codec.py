@@ -141,18 +141,27 @@ class Codec:
         """(B, h, w) indices -> (B, H, W, 3) uint8, `steps` Euler steps from the seed's noise
         (every image of the batch gets the same noise: the one `seed` gives its size)."""
         b, height, width = idx.shape[0], idx.shape[1] * self.model_config.ds, idx.shape[2] * self.model_config.ds
-        if self._sample_bytes(self.model_config, height, width) * b > self.max_memory:
-            raise InputError(
-                f"a {width}x{height} image needs tiled decoding under max_memory={self.max_memory}, "
-                f"which supports 1 step only (asked for {steps}); raise max_memory"
-            )
-        cond = self.net.y_embedder.decode(idx)
+        denoise, budget = self.net.denoise, self.max_memory
+        if self._sample_bytes(self.model_config, height, width) * b > budget:  # one image (batches fit): tiles
+            budget -= SAMPLE_STATE_BYTES * height * width
+            if budget <= 0:
+                raise InputError(
+                    f"a {width}x{height} image needs {SAMPLE_STATE_BYTES * height * width >> 20} MiB for its "
+                    f"sampling state alone, above max_memory={self.max_memory >> 20} MiB; raise max_memory or decode with 1 step"
+                )
+            denoise = lambda x, t, c: tiling.denoise_tiled(self.net, x, t, c, budget)  # noqa: E731
+        cond = tiling.condition(self.net, idx, budget)
         noise = make_noise(DEFAULT_SEED if seed is None else seed, height, width, self.device, cond.dtype).expand(b, -1, -1, -1)
         uncond = None
         if self.sampling.guidance != 1:
+            if tiling.quantize_bytes(self.model_config, height, width) > self.max_memory:
+                raise InputError(
+                    f"guided sampling of a {width}x{height} image encodes its unconditional input untiled, "
+                    f"which needs more than max_memory={self.max_memory >> 20} MiB; raise max_memory or decode with 1 step"
+                )
             blank = unconditional_image(height, width, self.device).to(cond.dtype)
-            uncond = self.net.y_embedder.decode(self.net.quantize(blank)).expand_as(cond)
-        return to_uint8(sample(self.net.denoise, cond, noise, steps, self.sampling, uncond))
+            uncond = tiling.condition(self.net, self.net.quantize(blank), budget).expand_as(cond)
+        return to_uint8(sample(denoise, cond, noise, steps, self.sampling, uncond))
 
     @staticmethod
     def _sample_bytes(config: ModelConfig, height: int, width: int) -> int:

@@ -138,20 +138,38 @@ def reconstruct_tiled(net: CodLiteNet, indices: torch.Tensor, budget: int) -> to
     height, width = indices.shape[1] * config.ds, indices.shape[2] * config.ds
     pixels = height * width
     fixed = 3 * pixels + pixels // PATCH**2 * 4 * config.hidden_size  # the output image and the condition
-    cond = _condition(net, indices, budget - fixed)
+    cond = condition(net, indices, budget - fixed)
     trunk = net.trunk(cond.new_zeros(1, 3, height, width), None, cond)
-
     out = torch.empty(height, width, 3, dtype=torch.uint8, device=indices.device)
-    fits = lambda h, w: fixed + 4 * trunk.numel() + _denoise_bytes(config, h * w * PATCH**2) <= budget  # noqa: E731
-    halo = 0 if net.refine is None else 1  # one patch is wider than SeamRefiner.RADIUS
-    for tile, inner, outer in placements(layout(height // PATCH, width // PATCH, 1, halo, fits), Fraction(PATCH)):
+    for tile, _, inner, outer in _head_tiles(net, trunk, fixed, budget):
         c = cond[(..., *tile)]
         x_t = c.new_zeros(1, 3, c.shape[2] * PATCH, c.shape[3] * PATCH)
         out[outer] = to_uint8(net.refined(net.head(x_t, c, trunk[(..., *tile)])))[0][inner]
     return out
 
 
-def _condition(net: CodLiteNet, indices: torch.Tensor, budget: int) -> torch.Tensor:
+def denoise_tiled(net: CodLiteNet, x_t: torch.Tensor, t: torch.Tensor | None, cond: torch.Tensor, budget: int) -> torch.Tensor:
+    """`net.denoise` of one image (1, 3, H, W) with the per-pixel head in patch tiles, within about
+    `budget` bytes beyond the caller's state: what multi-step sampling of a large image calls."""
+    trunk = net.trunk(x_t, t, cond)  # at 1/16 resolution: small
+    out = torch.empty_like(x_t)
+    for tile, pixels, inner, outer in _head_tiles(net, trunk, 0, budget):
+        image = net.refined(net.head(x_t[(..., *pixels)], cond[(..., *tile)], trunk[(..., *tile)]))
+        out[(..., *outer)] = image[(..., *inner)]
+    return out
+
+
+def _head_tiles(net: CodLiteNet, trunk: torch.Tensor, fixed: int, budget: int) -> Iterator[tuple[Slices, Slices, Slices, Slices]]:
+    """Patch-aligned head tiles that fit `budget` beside `fixed` bytes and the trunk: per tile its
+    slices of the patch grid, of the pixels, and where its core lies in the tile's output and in
+    the whole image."""
+    fits = lambda h, w: fixed + 4 * trunk.numel() + _denoise_bytes(net.config, h * w * PATCH**2) <= budget  # noqa: E731
+    halo = 0 if net.refine is None else 1  # one patch is wider than SeamRefiner.RADIUS
+    for tile, inner, outer in placements(layout(trunk.shape[2], trunk.shape[3], 1, halo, fits), Fraction(PATCH)):
+        yield tile, tuple(slice(a.start * PATCH, a.stop * PATCH) for a in tile), inner, outer
+
+
+def condition(net: CodLiteNet, indices: torch.Tensor, budget: int) -> torch.Tensor:
     """Condition features at 1/16 for the whole image, decoded in window-aligned latent tiles
     when the whole latent grid needs more than `budget`."""
     config = net.config

@@ -105,8 +105,8 @@ def test_session_command_on_cpu(carry, tmp_path):
     assert config == bundled and meta["info"]["settings"]["freeze_encoder"] and meta["info"]["settings"]["perceptual_pack"]
     stored = load_file(str(out / "cod-lite-s-0.125.safetensors"))
     assert {t.dtype for t in stored.values() if t.is_floating_point()} == {torch.float16}
-    new, _, _ = load_weights(out / "cod-lite-s-0.008.safetensors")
-    assert new.ds == 32 and meta["info"]["steps"] == 2
+    new, _, new_meta = load_weights(out / "cod-lite-s-0.008.safetensors")
+    assert new.ds == 32 and new_meta["info"]["steps"] == 2 and new_meta["sampling"]  # still a multi-step model
     for name in ("cod-lite-s-0.125", "cod-lite-s-0.008"):
         codec = cod_lite.load_model(out / f"{name}.safetensors")
         image = np.asarray(Image.open(carry / "crops" / "crop_000000.jpg"))

@@ -207,11 +207,23 @@ def test_convert_decompresses_a_folder_with_steps_and_seed(codec, stream, pretra
     assert result.exit_code == 1 and "one-step codec" in result.output and not (tmp_path / "y").exists()
 
 
-def test_steps_above_the_memory_budget_refuse_tiling(pretrain_model, stream):
-    small = cod_lite.load_model(pretrain_model, max_memory="1M")
-    with pytest.raises(InputError, match="tiled decoding .* supports 1 step only"):
-        small.decode(stream, steps=2)
-    assert small.decode(stream).size == (128, 192)  # one step still tiles
+def test_steps_tile_a_large_image_like_the_untiled_sampler(codec, pretrain_model, stream, monkeypatch):
+    """Above max_memory, each step runs the per-pixel head in patch tiles (the trunk untiled)."""
+    from cod_lite.codec import SAMPLE_STATE_BYTES, Codec
+
+    state = SAMPLE_STATE_BYTES * 192 * 128
+    untiled = Codec._sample_bytes(codec.model_config, 192, 128)
+    small = cod_lite.load_model(pretrain_model, max_memory=state + (untiled - state) // 4, precision="fp32")
+    calls = []
+    head = small.net.head
+    monkeypatch.setattr(small.net, "head", lambda *a: calls.append(a[0].shape) or head(*a))
+    tiled = np.asarray(small.decode(stream, steps=3, seed=1))
+    assert len(calls) > 3 and all(shape[-1] * shape[-2] < 192 * 128 for shape in calls)  # several tiles per step
+    diff = np.abs(tiled.astype(int) - np.asarray(codec.decode(stream, steps=3, seed=1)).astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.001  # the same image up to summation order
+    with pytest.raises(InputError, match="sampling state alone"):
+        cod_lite.load_model(pretrain_model, max_memory="1M").decode(stream, steps=2)
+    assert cod_lite.load_model(pretrain_model, max_memory="1M").decode(stream).size == (128, 192)  # one step still tiles
 
 
 def test_guidance_uses_the_unconditional_branch(parity_codec):

@@ -46,28 +46,21 @@ HEADS = ("lpips_v0.1_alex.safetensors", "lpips_v0.1_vgg.safetensors")  # exact: 
 
 @dataclasses.dataclass(frozen=True)
 class Job:
-    """One model to train: `name` continues the bundled file of that name, or, with `base`, a new
-    model at `ds`/`bits` whose matching tensors (the denoiser) start from `base`."""
+    """One model to train: `name` continues the bundled file of that name from its record."""
 
     name: str
     share: float  # of the training time
-    base: str | None = None
-    stage: str = "onestep"
-    ds: int | None = None
-    bits: int | None = None
 
 
-JOBS = (  # the default first and longest (issue 16); a ds-32 pretrain-stage model last (issue 17)
+JOBS = (  # the default first and longest (issue 16); the ds-32 pretrain-stage model last (issue 17)
     Job("cod-lite-s-0.125", 0.4),
     Job("cod-lite-s-0.03", 0.2),
     Job("cod-lite-s-0.5", 0.2),
-    Job("cod-lite-s-0.008", 0.2, base="cod-lite-s-0.125", stage="pretrain", ds=32, bits=8),
+    Job("cod-lite-s-0.008", 0.2),
 )
 # From a bundled model's record, what the continuation keeps: its objective and optimiser settings.
 KEPT = ("stage", "l1", "lpips_vgg", "lpips_alex", "t0_fraction", "align", "distill", "adversarial", "d_lr",
         "freeze_encoder", "restart_every", "lr", "ema_decay")
-PRETRAIN = {"stage": "pretrain", "l1": 0.0, "lpips_vgg": 0.0, "lpips_alex": 0.0, "t0_fraction": 0.25,
-            "restart_every": 200, "lr": 2e-4, "ema_decay": 0.999}
 
 COMMAND = (
     "{python} -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target {site} {carry}/wheels/*.whl"
@@ -260,14 +253,10 @@ def job_settings(job: Job, carry: Path, work: Path, args: argparse.Namespace, de
     from ..zoo import resolve
     from .loop import TrainSettings
 
-    init = resolve(job.base or job.name)
+    init = resolve(job.name)
     config, _, meta = load_weights(init)
     recorded = meta["info"].get("settings", {})
-    if job.base:
-        config = dataclasses.replace(config, name=job.name, ds=job.ds or config.ds, codebook_bits=job.bits or config.codebook_bits)
-        kept = dict(PRETRAIN) if job.stage == "pretrain" else {k: recorded[k] for k in KEPT if k in recorded}
-    else:
-        kept = {k: recorded[k] for k in KEPT if k in recorded}
+    kept = {k: recorded[k] for k in KEPT if k in recorded}
     if kept.get("stage", "onestep") == "distill":
         raise InputError(f"{job.name}: its record is a distill run, which needs its teacher; not continued here")
     settings = TrainSettings(
@@ -277,8 +266,7 @@ def job_settings(job: Job, carry: Path, work: Path, args: argparse.Namespace, de
         precision=args.precision, channels_last=not args.no_channels_last, perceptual_pack=True, seed=args.seed,
         **{"stage": "onestep", **kept, "lr": kept.get("lr", 1e-4) * args.lr_scale},
     )
-    record = {"base": init.name, "base_weights_sha256": meta["weights_sha256"], "stage": settings.stage,
-              "new_ds_bits": [config.ds, config.codebook_bits] if job.base else None}
+    record = {"base": init.name, "base_weights_sha256": meta["weights_sha256"], "stage": settings.stage}
     return settings, config, record
 
 
