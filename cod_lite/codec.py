@@ -69,8 +69,9 @@ class Codec:
 
     @property
     def precision(self) -> str:
-        """What untiled passes run in: "fp32" (the exact network), "fp32 fast" (the fast path in
-        fp32), "bf16", or e.g. "encode fp32 fast, decode bf16". Tiled passes are exact fp32."""
+        """What untiled passes run in (`kernels.fast.precision_label`), e.g. "fp32" (the exact
+        network), "bf16", or "encode fp32, decode fp32 fast" (`auto` without native bf16). Tiled
+        passes are exact fp32."""
         return precision_label(self.encode_dtype, self.decode_dtype)
 
     @property

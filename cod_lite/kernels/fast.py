@@ -82,8 +82,8 @@ def phase_dtypes(precision: str, device: torch.device) -> tuple[torch.dtype | No
 
 
 def precision_label(encode_dtype: torch.dtype | None, decode_dtype: torch.dtype | None) -> str:
-    """How `phase_dtypes`' answer reads: "fp32" (the exact network), "fp32 fast", "bf16", or e.g.
-    "encode fp32 fast, decode bf16"."""
+    """How `phase_dtypes`' answer reads: "fp32" (the exact network), "fp32 fast" (the fast path,
+    no cast), "bf16", or per phase, e.g. "encode fp32, decode fp32 fast"."""
     labels = {None: "fp32", torch.float32: "fp32 fast", torch.bfloat16: "bf16"}
     names = [labels[d] for d in (encode_dtype, decode_dtype)]
     return names[0] if names[0] == names[1] else f"encode {names[0]}, decode {names[1]}"
