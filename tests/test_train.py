@@ -220,6 +220,46 @@ def test_freeze_encoder_keeps_the_indices_and_trains_a_smaller_decoder(folder, t
     assert log[-1]["l1"] < log[0]["l1"], [r["l1"] for r in log]
 
 
+def test_seam_loss_sees_only_the_steps_across_patch_borders():
+    from cod_lite.train.stages import seam_loss
+
+    target = torch.zeros(1, 3, 32, 48)
+    inside = target.clone()
+    inside[..., 3:9, 2:12] = 1.0  # an edge inside the first patch: no border pair changes
+    assert seam_loss(inside, target, 16) == 0
+    offset = target.clone()
+    offset[..., :, 16:32] = 0.5  # the middle column of patches shifted: two column borders step by 0.5
+    pairs_per_image = 3 * (32 * 2 + 48 * 1)  # channels x (rows x column borders + columns x row borders)
+    assert seam_loss(offset, target, 16).item() == pytest.approx(3 * 32 * 2 * 0.5 / pairs_per_image)
+
+
+def test_patch_pattern_is_what_every_patch_shares():
+    from cod_lite.train.stages import patch_pattern
+
+    photo = torch.rand(2, 3, 64, 48)
+    stamp = torch.zeros(16, 16)
+    stamp[::2] = 0.25  # hatching: every other row of every patch brighter
+    stamped = photo + stamp.repeat(4, 3)
+    found = patch_pattern(stamped, 16) - patch_pattern(photo, 16)
+    assert torch.allclose(found, (stamp - stamp.mean()).expand_as(found), atol=1e-6)
+    assert patch_pattern(torch.full((1, 3, 32, 32), 0.7), 16).abs().max() < 1e-6  # a flat image has none
+
+
+def test_refiner_only_trains_the_refiner_at_its_own_rate(folder, tmp_path):
+    torch.manual_seed(0)
+    source = train(settings(folder, tmp_path / "base", "onestep", steps=10), TINY)
+    refined = ModelConfig(**{**TINY.to_dict(), "refine_channels": 8})
+    path = train(settings(folder, tmp_path / "refiner", "onestep", steps=30, init=str(source), refiner_only=True,
+                          seam=1.0, refine_lr_scale=10.0, log_every=5), refined)
+    before, after = load_weights(source)[1], load_weights(path)[1]
+    assert all(torch.equal(before[k], after[k]) for k in before)  # everything but the refiner as loaded
+    assert any(after[k].abs().sum() > 0 for k in after if k.startswith("refine.conv2."))  # starts at zero, moved
+    log = read_log(tmp_path / "refiner" / "train.log")
+    assert "seam" in log[0] and log[-1]["l1"] < log[0]["l1"], [r["l1"] for r in log]
+    with pytest.raises(ValueError, match="refiner"):
+        train(settings(folder, tmp_path / "none", "onestep", steps=2, refiner_only=True), TINY)
+
+
 def test_crop_set_fills_its_budget_with_square_crops(folder, tmp_path, capsys):
     from cod_lite.train.__main__ import main
 

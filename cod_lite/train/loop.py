@@ -53,6 +53,9 @@ class TrainSettings:
     l1: float | None = None
     lpips_vgg: float = 0.0
     lpips_alex: float = 0.0
+    seam: float = 0.0  # L1 on the steps across patch borders (stages.seam_loss)
+    pattern: float = 0.0  # L1 between the mean patches of output and target (stages.patch_pattern)
+    refine_lr_scale: float = 1.0  # the seam refiner's learning rate relative to --lr (it starts at zero)
     t0_fraction: float = 0.25
     align: float = 0.0
     teacher: str | None = None
@@ -62,6 +65,7 @@ class TrainSettings:
     d_lr: float = 2e-4
     compile: bool = False
     freeze_encoder: bool = False
+    refiner_only: bool = False  # train the seam refiner alone: the rest of the network stays as loaded
     device: str | None = None  # default: CUDA when available
     # auto: bf16 autocast where the device has native bf16 (bf16 CUDA GPUs; CPUs with avx512_bf16
     # or AMX), else fp32; or fp32 / bf16. Emulated bf16 is slow: a full pretrain step at batch 4 of
@@ -104,8 +108,8 @@ def load_matching(net: torch.nn.Module, state: dict[str, torch.Tensor]) -> int:
 
 # What a run optimises: resuming a run folder with any of these changed is refused, because a
 # forgotten loss flag would otherwise silently train the rest of the run on another objective.
-RESUME_FIXED = ("stage", "l1", "lpips_vgg", "lpips_alex", "t0_fraction", "align", "teacher", "teacher_steps",
-                "distill", "adversarial", "freeze_encoder")
+RESUME_FIXED = ("stage", "l1", "lpips_vgg", "lpips_alex", "seam", "pattern", "t0_fraction", "align", "teacher", "teacher_steps",
+                "distill", "adversarial", "freeze_encoder", "refiner_only")
 
 
 def trains_in_bf16(precision: str, device: torch.device) -> bool:
@@ -164,9 +168,14 @@ def train(settings: TrainSettings, config: ModelConfig, on_save: Callable[[Path,
         loaded = load_matching(net, init_state)
         print(f"initialised {loaded} of {len(net.state_dict())} tensors from {settings.init}")
     net.to(device, memory_format=memory_format).train()
-    if settings.freeze_encoder:  # the indices, and so an --init model's fitted prior, stay valid
+    if settings.freeze_encoder or settings.refiner_only:  # the indices, and so an --init model's fitted prior, stay valid
         net.y_embedder.encoder.requires_grad_(False).eval()
         net.y_embedder.bottleneck.requires_grad_(False)
+    if settings.refiner_only:
+        if net.refine is None:
+            raise ValueError("refiner_only needs a model with a seam refiner (--refine-channels > 0)")
+        net.requires_grad_(False).eval()  # eval: the frozen layers run exactly as the codec runs them
+        net.refine.requires_grad_(True).train()
     ema = copy.deepcopy(net).eval().requires_grad_(False)
     if state_file.exists():
         ema.load_state_dict(ema_state)
@@ -178,8 +187,15 @@ def train(settings: TrainSettings, config: ModelConfig, on_save: Callable[[Path,
     model = torch.nn.parallel.DistributedDataParallel(objective, find_unused_parameters=objective.discriminator is not None) if distributed else objective
     if settings.compile:
         model = torch.compile(model)
-    generator = [p for n, p in objective.named_parameters() if p.requires_grad and not n.startswith("discriminator.")]
-    optimizer = torch.optim.AdamW(generator, lr=settings.lr, betas=(0.9, 0.99), weight_decay=0.0)
+    trained = [(n, p) for n, p in objective.named_parameters() if p.requires_grad and not n.startswith("discriminator.")]
+    generator = [p for _, p in trained]
+    refiner = [p for n, p in trained if n.startswith("net.refine.")]
+    groups = [{"params": [p for n, p in trained if not n.startswith("net.refine.")]}]
+    lr_scales = [1.0]
+    if refiner:
+        groups.append({"params": refiner})
+        lr_scales.append(settings.refine_lr_scale)
+    optimizer = torch.optim.AdamW(groups, lr=settings.lr, betas=(0.9, 0.99), weight_decay=0.0)
     d_optimizer = None
     if objective.discriminator is not None:
         d_optimizer = torch.optim.Adam(objective.discriminator.parameters(), lr=settings.d_lr, betas=(0.0, 0.99))
@@ -221,8 +237,8 @@ def train(settings: TrainSettings, config: ModelConfig, on_save: Callable[[Path,
             if now >= stop_at:
                 break
             time_progress = (now - start) / (stop_at - start) if settings.time_schedule else None
-            for group in optimizer.param_groups:
-                group["lr"] = settings.lr * lr_factor(step, settings, time_progress)
+            for group, scale in zip(optimizer.param_groups, lr_scales):
+                group["lr"] = settings.lr * scale * lr_factor(step, settings, time_progress)
             x = sampler.batch(settings.batch_size).to(device, memory_format=memory_format)
             with autocast:
                 losses, z, indices, pred = model(x)
@@ -261,7 +277,7 @@ def train(settings: TrainSettings, config: ModelConfig, on_save: Callable[[Path,
             if step % settings.log_every == 0:
                 window.clear()
                 counts.clear()
-            if settings.restart_every and step % settings.restart_every == 0 and step < 0.8 * settings.steps and not settings.freeze_encoder:  # let the EMA settle at the end
+            if settings.restart_every and step % settings.restart_every == 0 and step < 0.8 * settings.steps and not (settings.freeze_encoder or settings.refiner_only):  # let the EMA settle at the end
                 restarted = usage.restart_dead(net.y_embedder.bottleneck, z) if rank == 0 else 0
                 if distributed:
                     dist.broadcast(net.y_embedder.bottleneck.embedding.weight.data, 0)

@@ -5,7 +5,9 @@
   trained at t = 0 with x_t = 0, the one-step codec's input, so one model serves distortion
   (t = 0) and perception (sampling) at once.
 - `onestep`: one-step fine-tuning at t = 0, x_t = 0 -- exactly what the codec runs:
-  L1 + LPIPS-VGG + 0.5 LPIPS-Alex (weights configurable; perceptual nets from cod_lite.perceptual).
+  L1 + LPIPS-VGG + 0.5 LPIPS-Alex (weights configurable; perceptual nets from cod_lite.perceptual),
+  optionally + `seam`: L1 on the steps across 16-px patch borders, and + `pattern`: L1 between
+  the mean patches of output and target (ours, against the grid and the fixed per-patch texture).
 - `distill`: the one-step student learns from a frozen multi-step teacher (a `pretrain` model,
   sampled with `teacher_steps` Euler steps of the rectified flow) under LPIPS-Alex, plus a
   hinge GAN loss against a discriminator on frozen VGG16 features, plus the one-step losses.
@@ -78,6 +80,28 @@ class Discriminator(nn.Module):
         return [head(taps[i]) for head, i in zip(self.heads, DISCRIMINATOR_TAPS)]
 
 
+def border_steps(x: torch.Tensor, patch: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Differences between the pixel pairs that straddle a patch border: (columns, rows)."""
+    right, below = x[..., :, patch::patch], x[..., patch::patch, :]
+    return right - x[..., :, patch - 1::patch][..., : right.shape[-1]], below - x[..., patch - 1::patch, :][..., : below.shape[-2], :]
+
+
+def seam_loss(pred: torch.Tensor, target: torch.Tensor, patch: int) -> torch.Tensor:
+    """L1 between the predicted and the true steps across patch borders. The per-pixel head
+    decodes each patch on its own, so L1 and LPIPS see a border offset only as one pixel column
+    among 16; this term weighs exactly the steps a viewer reads as a grid."""
+    (pc, pr), (tc, tr) = border_steps(pred, patch), border_steps(target, patch)
+    return (F.l1_loss(pc, tc, reduction="sum") + F.l1_loss(pr, tr, reduction="sum")) / (pc.numel() + pr.numel())
+
+
+def patch_pattern(x: torch.Tensor, patch: int) -> torch.Tensor:
+    """The mean patch of each image less its mean: what repeats in every patch. About flat for
+    photos; a fixed texture the per-pixel head stamps into every patch shows here."""
+    b, c, h, w = x.shape
+    tile = x[..., : h - h % patch, : w - w % patch].reshape(b, c, h // patch, patch, w // patch, patch).mean((2, 4))
+    return tile - tile.mean((2, 3), keepdim=True)
+
+
 def hinge_d_loss(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
     return sum(F.relu(1 - r).mean() + F.relu(1 + f).mean() for r, f in zip(real, fake)) / len(real)
 
@@ -130,7 +154,7 @@ class Objective(nn.Module):
     def forward(self, x01: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
         """-> (losses with 'total', encoder output z, VQ indices, prediction in [-1, 1])."""
         net, s = self.net, self.settings
-        with torch.set_grad_enabled(not s.freeze_encoder and torch.is_grad_enabled()):
+        with torch.set_grad_enabled(not (s.freeze_encoder or s.refiner_only) and torch.is_grad_enabled()):
             z = net.y_embedder.encoder(x01)
             zq, indices, vq_loss = quantize(net.y_embedder.bottleneck, z)
         cond = net.y_embedder.decoder(zq)
@@ -175,6 +199,12 @@ class Objective(nn.Module):
         s = self.settings
         losses = {"l1": F.l1_loss(pred, target)}
         total = s.l1 * losses["l1"]
+        if s.seam:
+            losses["seam"] = seam_loss(pred, target, self.net.patch)
+            total = total + s.seam * losses["seam"]
+        if s.pattern:
+            losses["pattern"] = F.l1_loss(patch_pattern(pred, self.net.patch), patch_pattern(target, self.net.patch))
+            total = total + s.pattern * losses["pattern"]
         weights = {"vgg": s.lpips_vgg, "alex": s.lpips_alex}
         for name, metric in self.perceptual.items():
             if weights[name]:
