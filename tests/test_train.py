@@ -231,6 +231,7 @@ def test_seam_loss_sees_only_the_steps_across_patch_borders():
     offset[..., :, 16:32] = 0.5  # the middle column of patches shifted: two column borders step by 0.5
     pairs_per_image = 3 * (32 * 2 + 48 * 1)  # channels x (rows x column borders + columns x row borders)
     assert seam_loss(offset, target, 16).item() == pytest.approx(3 * 32 * 2 * 0.5 / pairs_per_image)
+    assert seam_loss(target, offset, 16) == 0  # one-sided: borders smoother than the photo's cost nothing
 
 
 def test_patch_pattern_is_what_every_patch_shares():

@@ -53,7 +53,7 @@ class TrainSettings:
     l1: float | None = None
     lpips_vgg: float = 0.0
     lpips_alex: float = 0.0
-    seam: float = 0.0  # L1 on the steps across patch borders (stages.seam_loss)
+    seam: float = 0.0  # steps across patch borders beyond the true ones (stages.seam_loss)
     pattern: float = 0.0  # L1 between the mean patches of output and target (stages.patch_pattern)
     refine_lr_scale: float = 1.0  # the seam refiner's learning rate relative to --lr (it starts at zero)
     t0_fraction: float = 0.25
