@@ -17,7 +17,8 @@ factors picked. Bits always count the full image's pixels.
 
 Every file size and metric is cached in --cache (keyed by codec library version, quality,
 factor and image content; ours by the weights' sha256), so a rerun with new weights recomputes
-our rows and only the classical settings not seen before.
+our rows and only the classical settings not seen before. An entry cached before a column
+existed (`pattern`) lacks it and is recomputed in full when a run needs it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import argparse
 import hashlib
 import importlib.metadata
 import json
-import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -52,7 +52,7 @@ FACTORS = (1, 2, 3, 4)
 PICK_BY = "lpips_alex"
 OURS = "cod-lite"
 COLUMNS = {"psnr": ("PSNR", 2), "ms_ssim": ("MS-SSIM", 4), "lpips_alex": ("LPIPS-Alex", 4), "dists": ("DISTS", 4),
-           "fid": ("FID", 1), "blockiness": ("blockiness", 3)}
+           "fid": ("FID", 1), "blockiness": ("blockiness", 3), "pattern": ("pattern", 2)}
 FID_PATCH = 64
 DEFAULT_CACHE = Path(__file__).parent / "results" / "compare" / "cache.json"
 
@@ -61,7 +61,12 @@ def image_metrics(reference: np.ndarray, decoded: np.ndarray) -> dict[str, float
     """The per-image columns of the table (LPIPS-VGG is left out: a second VGG pass per image)."""
     return {"psnr": metrics.psnr(reference, decoded), "ms_ssim": metrics.ms_ssim(reference, decoded),
             "lpips_alex": metrics.lpips(reference, decoded, "alex"), "dists": metrics.dists(reference, decoded),
-            "blockiness": metrics.blockiness(decoded)}
+            **grid_artefacts(decoded)}
+
+
+def grid_artefacts(image: np.ndarray) -> dict[str, float]:
+    """The 16-px grid's two numbers, for a decoding and, as the baseline, for its original."""
+    return {"blockiness": metrics.blockiness(image), "pattern": metrics.patch_pattern(image)}
 
 
 def scaled_round_trip(image: np.ndarray, fmt: str, quality: int, factor: int) -> tuple[bytes, np.ndarray]:
@@ -147,7 +152,7 @@ def compare_image(image_id: str, image: np.ndarray, models: dict[str, tuple[cod_
 
 
 def markdown(title: str, results: dict[tuple[str, str], list[dict[str, Any]]], set_scores: dict[tuple[str, str], float],
-             original_blockiness: float) -> str:
+             originals: dict[str, float]) -> str:
     keys = [k for k in COLUMNS if k != "fid" or set_scores]
     lines = [title, "", "| model | codec | bpp | x bits | " + " | ".join(COLUMNS[k][0] for k in keys) + " | down |",
              "|---|---|---|---|" + "---|" * len(keys) + "---|"]
@@ -158,7 +163,7 @@ def markdown(title: str, results: dict[tuple[str, str], list[dict[str, Any]]], s
         down = " ".join(f"{f}x:{factors.count(f)}" for f in FACTORS if f in factors)
         bpp = float(np.mean([e["bpp"] for e in entries]))
         lines.append(f"| {name} | {label} | {bpp:.4f} | {mean('ratio'):.2f} | " + " | ".join(cells) + f" | {down} |")
-    lines += ["", f"Blockiness of the originals: {original_blockiness:.3f}."]
+    lines += ["", f"Blockiness of the originals: {originals['blockiness']:.3f}; pattern {originals['pattern']:.2f}."]
     return "\n".join(lines)
 
 
@@ -187,18 +192,19 @@ def main() -> int:
     cache, libs = Cache(args.cache), library_versions()
     results: dict[tuple[str, str], list[dict[str, Any]]] = {}
     decoded: dict[tuple[str, str], list[np.ndarray]] | None = {} if args.fid else None
-    references, ids = [], []
+    references, ids, originals = [], [], []
     for path in files:
         image = load_image(path)
         image_id = f"{path.relative_to(folder).as_posix()}:{hashlib.sha256(image.tobytes()).hexdigest()[:12]}"
         compare_image(image_id, image, models, cache, libs, results, decoded)
         references.append(image if args.fid else None)
-        ids.append((image_id, metrics.blockiness(image)))
+        ids.append(image_id)
+        originals.append(grid_artefacts(image))
         print(f"{image_id}: done", file=sys.stderr)
     set_scores: dict[tuple[str, str], float] = {}
     if decoded is not None:
         real = metrics.inception_features(references, FID_PATCH)
-        set_id = hashlib.sha256(",".join(i for i, _ in ids).encode()).hexdigest()[:12]
+        set_id = hashlib.sha256(",".join(ids).encode()).hexdigest()[:12]
         for (name, label), images in decoded.items():
             key = f"fid|{name}|{models[name][1]}|{label}|{libs.get(label.split()[0], '')}|{set_id}"
             set_scores[name, label] = cache.get(key, ("fid",), lambda im=images: metrics.patch_fid_kid(real, im, FID_PATCH))["fid"]
@@ -206,7 +212,8 @@ def main() -> int:
     fid_note = f" (FID over their {FID_PATCH}x{FID_PATCH} patches)" if args.fid else ""
     title = (f"{args.images or args.set}: {len(files)} images, means per image{fid_note}. "
              f"Weights sha256: {shas}. Pillow {PIL.__version__}, {', '.join(libs.values())}.")
-    text = markdown(title, results, set_scores, float(np.mean([b for _, b in ids if not math.isnan(b)])))
+    baseline = {k: float(np.nanmean([o[k] for o in originals])) for k in originals[0]}
+    text = markdown(title, results, set_scores, baseline)
     print(text)
     if args.out:
         atomic_write(args.out, (text + "\n").encode(), overwrite=True)

@@ -74,7 +74,7 @@ def main() -> int:
                 results[fmt] = match_bits(image, fmt, len(data))
             for label, (blob, decoded) in results.items():
                 values = {"bpp": 8 * len(blob) / pixels, **metrics.all_metrics(image, decoded),
-                          "blockiness": metrics.blockiness(decoded)}
+                          "blockiness": metrics.blockiness(decoded), "pattern": metrics.patch_pattern(decoded)}
                 acc = sums.setdefault(label, {})
                 for key, value in values.items():
                     acc[key] = acc.get(key, 0.0) + value / len(files)
@@ -86,16 +86,20 @@ def main() -> int:
     table = [
         f"Kodak, first {len(files)} images, means. Classical codecs get at least our bytes per image.",
         "",
-        "| model | codec | bpp | PSNR | MS-SSIM | LPIPS-Alex | DISTS | blockiness |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | codec | bpp | PSNR | MS-SSIM | LPIPS-Alex | DISTS | blockiness | pattern |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, label, acc in rows:
         table.append(
             f"| {name} | {'cod-lite' if label == name else label} | {acc['bpp']:.4f} | {acc['psnr']:.2f} | "
-            f"{acc['ms_ssim']:.4f} | {acc['lpips_alex']:.4f} | {acc['dists']:.4f} | {acc['blockiness']:.3f} |"
+            f"{acc['ms_ssim']:.4f} | {acc['lpips_alex']:.4f} | {acc['dists']:.4f} | {acc['blockiness']:.3f} | "
+            f"{acc['pattern']:.2f} |"
         )
-    originals = np.mean([metrics.blockiness(load_image(path)) for path in files])
-    table += ["", f"Blockiness of the originals: {originals:.3f} (1: the 16-px grid does not stand out)."]
+    originals = [load_image(path) for path in files]
+    blockiness = np.mean([metrics.blockiness(image) for image in originals])
+    pattern = np.mean([metrics.patch_pattern(image) for image in originals])
+    table += ["", f"Blockiness of the originals: {blockiness:.3f} (1: the 16-px grid does not stand out); "
+                  f"pattern {pattern:.2f} (grey levels repeated in every 16-px patch)."]
     text = "\n".join(table)
     print(text)
     if args.out:

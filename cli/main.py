@@ -268,10 +268,12 @@ def convert(
 @force_option
 @friendly_errors
 def evaluate(reference: str, decoded: str | None, model: str | None, streams: str | None, fid: bool, fid_patch: int, out: str, force: bool) -> None:
-    """Quality of decoded images: PSNR, MS-SSIM, LPIPS-Alex/VGG, DISTS, blockiness per image and on average.
+    """Quality of decoded images: PSNR, MS-SSIM, LPIPS-Alex/VGG, DISTS, blockiness, pattern per image and on average.
 
     Blockiness is the mean luma step across 16-pixel patch borders over the mean step inside
-    patches (about 1 for photos, above 1 for a visible grid); "(orig)" is the original's.
+    patches (about 1 for photos, above 1 for a visible grid). Pattern is the RMS in grey levels
+    of the mean 16x16 patch less its mean: a texture repeated in every patch (about 1-2 for
+    photos). "(orig)" is the original's.
 
     Compares REF_DIR with DEC_DIR (same relative paths; any image format), or, with --model and
     no DEC_DIR, with REF_DIR compressed and decompressed by that model. Exit code 1 if any

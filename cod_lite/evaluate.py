@@ -1,7 +1,8 @@
 """Judge decoded images against their originals: per-image metrics, means, FID/KID over patches.
 
 Blockiness (`metrics.blockiness`) is given for the decoded image and for its original, so the
-16-pixel patch grid is a number next to the original's baseline (about 1 for photos).
+16-pixel patch grid is a number next to the original's baseline (about 1 for photos); so is the
+patch pattern (`metrics.patch_pattern`, the texture repeated in every patch: 1-2 for photos).
 
 Two ways in: a folder of decoded images mirroring the reference folder (from any codec; bpp is
 read from a `.cod` stream of the same name when there is one), or a model that compresses and
@@ -30,7 +31,7 @@ from .codec import Codec, load_model
 from .errors import CodLiteError, InputError
 from .image_io import IMAGE_SUFFIXES, find_images, load_image
 
-IMAGE_METRICS = ("psnr", "ms_ssim", "lpips_alex", "lpips_vgg", "dists", "blockiness", "blockiness_ref")
+IMAGE_METRICS = ("psnr", "ms_ssim", "lpips_alex", "lpips_vgg", "dists", "blockiness", "blockiness_ref", "pattern", "pattern_ref")
 COLUMNS = ("image", "width", "height", "bytes", "bpp", *IMAGE_METRICS)
 
 
@@ -53,13 +54,14 @@ class Evaluation:
     def table(self) -> str:
         """Plain-text table: one line per image, then the means and any set-level scores."""
         head = (f"{'image':<32} {'bpp':>8} {'PSNR':>7} {'MS-SSIM':>8} {'LPIPS-A':>8} {'LPIPS-V':>8} {'DISTS':>7} "
-                f"{'Block':>6} {'(orig)':>6}")
+                f"{'Block':>6} {'(orig)':>6} {'Pattern':>7} {'(orig)':>6}")
         lines = [head, "-" * len(head)]
         for row in [*self.rows, {"image": "mean", **self.means}]:
             lines.append(
                 f"{_short(row['image'], 32):<32} {_fmt(row['bpp'], 4):>8} {_fmt(row['psnr'], 2):>7} {_fmt(row['ms_ssim'], 4):>8} "
                 f"{_fmt(row['lpips_alex'], 4):>8} {_fmt(row['lpips_vgg'], 4):>8} {_fmt(row['dists'], 4):>7} "
-                f"{_fmt(row['blockiness'], 3):>6} {_fmt(row['blockiness_ref'], 3):>6}"
+                f"{_fmt(row['blockiness'], 3):>6} {_fmt(row['blockiness_ref'], 3):>6} "
+                f"{_fmt(row['pattern'], 2):>7} {_fmt(row['pattern_ref'], 2):>6}"
             )
         if self.set_metrics:
             lines.append("  ".join(f"{k.upper()} {v:.4g}" for k, v in self.set_metrics.items()))
@@ -134,7 +136,8 @@ def evaluate(
         row: dict[str, Any] = {"image": rel.as_posix(), "width": width, "height": height, "bytes": size,
                                "bpp": None if size is None else bits_per_pixel(size, width, height)}
         row.update(metrics.all_metrics(reference, decoded))
-        row.update(blockiness=metrics.blockiness(decoded), blockiness_ref=metrics.blockiness(reference))
+        row.update(blockiness=metrics.blockiness(decoded), blockiness_ref=metrics.blockiness(reference),
+                   pattern=metrics.patch_pattern(decoded), pattern_ref=metrics.patch_pattern(reference))
         result.rows.append(row)
         if fid:
             kept_refs.append(reference)

@@ -1,4 +1,5 @@
-"""`metrics.blockiness`: the 16-pixel grid as a number, on constructed images with known answers."""
+"""`metrics.blockiness` and `metrics.patch_pattern`: the 16-pixel grid's two artefacts as numbers,
+on constructed images with known answers."""
 
 from __future__ import annotations
 
@@ -67,3 +68,66 @@ def test_grid_argument_moves_the_borders():
     yy, xx = np.mgrid[0:64, 0:64]
     eight = _gray(_ramp(64, 64) + 20 * ((yy // 8 + xx // 8) % 2))
     assert metrics.blockiness(eight, grid=8) == pytest.approx(20.0, abs=1e-9)
+
+
+# -- patch_pattern ----------------------------------------------------------------------------
+
+
+def patternless(seed: int = 0) -> np.ndarray:
+    """256x256 luma of random texture whose mean 16x16 cell is exactly flat: cell (a, b) is one
+    random 16x16 texture rolled by (a, b), so each texture pixel visits every cell position once."""
+    texture = np.random.default_rng(seed).integers(60, 190, (16, 16))
+    return np.block([[np.roll(texture, (a, b), axis=(0, 1)) for b in range(16)] for a in range(16)]).astype(np.float64)
+
+
+def stamp(seed: int = 1) -> np.ndarray:
+    """A random integer 16x16 texture, for stamping into every cell."""
+    return np.random.default_rng(seed).integers(-8, 9, (16, 16)).astype(np.float64)
+
+
+def _tiled(cell: np.ndarray, height: int = 256, width: int = 256) -> np.ndarray:
+    return np.tile(cell, (height // cell.shape[0], width // cell.shape[1]))
+
+
+def test_a_stamp_on_a_constant_image_scores_its_rms():
+    assert metrics.patch_pattern(_gray(100 + _tiled(stamp()))) == pytest.approx(np.std(stamp()), rel=1e-12)
+    yy, xx = np.mgrid[0:16, 0:16]
+    hatching = 3.0 * (-1) ** (yy + xx)  # +-3 per pixel: RMS exactly 3
+    assert metrics.patch_pattern(_gray(100 + _tiled(hatching))) == pytest.approx(3.0, rel=1e-12)
+    assert metrics.patch_pattern(np.full((64, 64, 3), 100, np.uint8)) == 0
+
+
+def test_a_stamp_on_patternless_texture_adds_exactly_its_rms():
+    base = patternless()
+    assert metrics.patch_pattern(_gray(base)) == pytest.approx(0.0, abs=1e-9)
+    assert metrics.patch_pattern(_gray(base + _tiled(stamp()))) == pytest.approx(np.std(stamp()), rel=1e-9)
+
+
+def test_only_whole_cells_from_the_top_left_count():
+    image = _gray(patternless() + _tiled(stamp()))
+    junk = np.random.default_rng(2).integers(0, 256, (263, 261, 3)).astype(np.uint8)
+    junk[:256, :256] = image  # a partial strip of noise right and below is cropped away
+    assert metrics.patch_pattern(junk) == metrics.patch_pattern(image)
+
+
+def test_pattern_is_measured_in_bt601_luma():
+    image = np.full((256, 256, 3), 100, np.uint8)
+    image[..., 0] = 100 + _tiled(stamp())  # the stamp in red alone
+    assert metrics.patch_pattern(image) == pytest.approx(0.299 * np.std(stamp()), rel=1e-9)
+
+
+def test_pattern_is_nan_without_a_whole_cell_and_bad_shapes_are_input_errors():
+    assert math.isnan(metrics.patch_pattern(np.zeros((15, 40, 3), np.uint8)))
+    assert math.isnan(metrics.patch_pattern(np.zeros((40, 15, 3), np.uint8)))
+    assert metrics.patch_pattern(_gray(100 + stamp())) == pytest.approx(np.std(stamp()), rel=1e-12)  # one cell
+    with pytest.raises(InputError, match="HxWx3"):
+        metrics.patch_pattern(np.zeros((32, 32), np.uint8))
+
+
+def test_pattern_grid_argument_sets_the_cell():
+    quarter = stamp()[:8, :8]
+    signed = np.block([[quarter, -quarter], [-quarter, quarter]])  # its four 8x8 quadrants average to 0
+    image = _gray(100 + _tiled(signed))
+    assert metrics.patch_pattern(image) == pytest.approx(np.std(signed), rel=1e-12) and np.std(signed) > 1
+    assert metrics.patch_pattern(image, grid=8) == pytest.approx(0.0, abs=1e-12)
+    assert math.isnan(metrics.patch_pattern(image, grid=300))

@@ -16,6 +16,8 @@ import cod_lite
 from cod_lite import metrics
 from cod_lite_cli.main import cli
 
+from .test_blockiness import patternless
+
 
 @pytest.fixture
 def perceptual_home(isolated_home, weights_dir):
@@ -156,3 +158,24 @@ def test_blockiness_of_decoded_and_original_in_rows_table_and_csv(perceptual_hom
     table = list(csv.DictReader(io.StringIO((tmp_path / "r.csv").read_text())))
     assert float(table[0]["blockiness"]) == pytest.approx(expected) and float(table[-1]["blockiness_ref"]) == pytest.approx(row["blockiness_ref"])
     assert json.loads((tmp_path / "r.json").read_text())["mean"]["blockiness"] == pytest.approx(expected)
+
+
+def test_pattern_of_decoded_and_original_in_rows_table_csv_and_json(perceptual_home, tmp_path):
+    """Texture whose mean 16x16 cell is flat (pattern 0), decoded with a +-3 hatching stamped
+    into every cell: pattern exactly 3 (test_blockiness)."""
+    ref, dec = tmp_path / "ref", tmp_path / "dec"
+    ref.mkdir(), dec.mkdir()
+    yy, xx = np.mgrid[0:256, 0:256]
+    as_rgb = lambda y: np.repeat(y.astype(np.uint8)[..., None], 3, axis=2)  # noqa: E731
+    Image.fromarray(as_rgb(patternless())).save(ref / "t.png")
+    Image.fromarray(as_rgb(patternless() + 3 * (-1) ** (yy + xx))).save(dec / "t.png")
+
+    row = cod_lite.evaluate(ref, dec, progress=False).rows[0]
+    assert row["pattern"] == pytest.approx(3.0, rel=1e-9) and row["pattern_ref"] == pytest.approx(0.0, abs=1e-9)
+    out = CliRunner().invoke(cli, ["evaluate", str(ref), str(dec), "--out", str(tmp_path / "r")])
+    assert out.exit_code == 0, out.output
+    assert "Pattern" in out.stdout and "3.00   0.00" in out.stdout
+    table = list(csv.DictReader(io.StringIO((tmp_path / "r.csv").read_text())))
+    assert float(table[0]["pattern"]) == pytest.approx(3.0) and float(table[-1]["pattern_ref"]) == pytest.approx(0.0, abs=1e-9)
+    doc = json.loads((tmp_path / "r.json").read_text())
+    assert doc["images"][0]["pattern_ref"] == pytest.approx(0.0, abs=1e-9) and doc["mean"]["pattern"] == pytest.approx(3.0)
