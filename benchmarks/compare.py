@@ -61,12 +61,7 @@ def image_metrics(reference: np.ndarray, decoded: np.ndarray) -> dict[str, float
     """The per-image columns of the table (LPIPS-VGG is left out: a second VGG pass per image)."""
     return {"psnr": metrics.psnr(reference, decoded), "ms_ssim": metrics.ms_ssim(reference, decoded),
             "lpips_alex": metrics.lpips(reference, decoded, "alex"), "dists": metrics.dists(reference, decoded),
-            **grid_artefacts(decoded)}
-
-
-def grid_artefacts(image: np.ndarray) -> dict[str, float]:
-    """The 16-px grid's two numbers, for a decoding and, as the baseline, for its original."""
-    return {"blockiness": metrics.blockiness(image), "pattern": metrics.patch_pattern(image)}
+            **metrics.grid_artefacts(decoded)}
 
 
 def scaled_round_trip(image: np.ndarray, fmt: str, quality: int, factor: int) -> tuple[bytes, np.ndarray]:
@@ -199,7 +194,7 @@ def main() -> int:
         compare_image(image_id, image, models, cache, libs, results, decoded)
         references.append(image if args.fid else None)
         ids.append(image_id)
-        originals.append(grid_artefacts(image))
+        originals.append(metrics.grid_artefacts(image))
         print(f"{image_id}: done", file=sys.stderr)
     set_scores: dict[tuple[str, str], float] = {}
     if decoded is not None:

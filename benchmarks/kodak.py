@@ -74,7 +74,7 @@ def main() -> int:
                 results[fmt] = match_bits(image, fmt, len(data))
             for label, (blob, decoded) in results.items():
                 values = {"bpp": 8 * len(blob) / pixels, **metrics.all_metrics(image, decoded),
-                          "blockiness": metrics.blockiness(decoded), "pattern": metrics.patch_pattern(decoded)}
+                          **metrics.grid_artefacts(decoded)}
                 acc = sums.setdefault(label, {})
                 for key, value in values.items():
                     acc[key] = acc.get(key, 0.0) + value / len(files)
@@ -95,9 +95,8 @@ def main() -> int:
             f"{acc['ms_ssim']:.4f} | {acc['lpips_alex']:.4f} | {acc['dists']:.4f} | {acc['blockiness']:.3f} | "
             f"{acc['pattern']:.2f} |"
         )
-    originals = [load_image(path) for path in files]
-    blockiness = np.mean([metrics.blockiness(image) for image in originals])
-    pattern = np.mean([metrics.patch_pattern(image) for image in originals])
+    originals = [metrics.grid_artefacts(load_image(path)) for path in files]
+    blockiness, pattern = (np.mean([o[k] for o in originals]) for k in ("blockiness", "pattern"))
     table += ["", f"Blockiness of the originals: {blockiness:.3f} (1: the 16-px grid does not stand out); "
                   f"pattern {pattern:.2f} (grey levels repeated in every 16-px patch)."]
     text = "\n".join(table)

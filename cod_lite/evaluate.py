@@ -136,8 +136,8 @@ def evaluate(
         row: dict[str, Any] = {"image": rel.as_posix(), "width": width, "height": height, "bytes": size,
                                "bpp": None if size is None else bits_per_pixel(size, width, height)}
         row.update(metrics.all_metrics(reference, decoded))
-        row.update(blockiness=metrics.blockiness(decoded), blockiness_ref=metrics.blockiness(reference),
-                   pattern=metrics.patch_pattern(decoded), pattern_ref=metrics.patch_pattern(reference))
+        row.update(metrics.grid_artefacts(decoded))
+        row.update({f"{k}_ref": v for k, v in metrics.grid_artefacts(reference).items()})
         result.rows.append(row)
         if fid:
             kept_refs.append(reference)

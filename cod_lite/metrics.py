@@ -141,6 +141,11 @@ def patch_pattern(image: np.ndarray, grid: int = PATCH_GRID) -> float:
     return float(np.sqrt(np.mean((cell - cell.mean()) ** 2)))
 
 
+def grid_artefacts(image: np.ndarray) -> dict[str, float]:
+    """The 16-px grid's two numbers: blockiness (border steps) and pattern (repeated texture)."""
+    return {"blockiness": blockiness(image), "pattern": patch_pattern(image)}
+
+
 def all_metrics(reference: np.ndarray, distorted: np.ndarray) -> dict[str, float]:
     return {
         "psnr": psnr(reference, distorted),

@@ -82,6 +82,11 @@ class TrainSettings:
         if self.l1 is None:
             self.l1 = 0.0 if self.stage == "pretrain" else 1.0
 
+    @property
+    def encoder_frozen(self) -> bool:
+        """The encoder and codebook stay as loaded: indices never change (no restarts, no backward)."""
+        return self.freeze_encoder or self.refiner_only
+
 
 PRECISION_CHOICES = ("auto", "fp32", "bf16")
 
@@ -168,7 +173,7 @@ def train(settings: TrainSettings, config: ModelConfig, on_save: Callable[[Path,
         loaded = load_matching(net, init_state)
         print(f"initialised {loaded} of {len(net.state_dict())} tensors from {settings.init}")
     net.to(device, memory_format=memory_format).train()
-    if settings.freeze_encoder or settings.refiner_only:  # the indices, and so an --init model's fitted prior, stay valid
+    if settings.encoder_frozen:  # the indices, and so an --init model's fitted prior, stay valid
         net.y_embedder.encoder.requires_grad_(False).eval()
         net.y_embedder.bottleneck.requires_grad_(False)
     if settings.refiner_only:
@@ -277,7 +282,7 @@ def train(settings: TrainSettings, config: ModelConfig, on_save: Callable[[Path,
             if step % settings.log_every == 0:
                 window.clear()
                 counts.clear()
-            if settings.restart_every and step % settings.restart_every == 0 and step < 0.8 * settings.steps and not (settings.freeze_encoder or settings.refiner_only):  # let the EMA settle at the end
+            if settings.restart_every and step % settings.restart_every == 0 and step < 0.8 * settings.steps and not settings.encoder_frozen:  # let the EMA settle at the end
                 restarted = usage.restart_dead(net.y_embedder.bottleneck, z) if rank == 0 else 0
                 if distributed:
                     dist.broadcast(net.y_embedder.bottleneck.embedding.weight.data, 0)

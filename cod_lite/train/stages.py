@@ -157,7 +157,7 @@ class Objective(nn.Module):
     def forward(self, x01: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]:
         """-> (losses with 'total', encoder output z, VQ indices, prediction in [-1, 1])."""
         net, s = self.net, self.settings
-        with torch.set_grad_enabled(not (s.freeze_encoder or s.refiner_only) and torch.is_grad_enabled()):
+        with torch.set_grad_enabled(not s.encoder_frozen and torch.is_grad_enabled()):
             z = net.y_embedder.encoder(x01)
             zq, indices, vq_loss = quantize(net.y_embedder.bottleneck, z)
         cond = net.y_embedder.decoder(zq)
