@@ -102,7 +102,10 @@ def test_session_command_on_cpu(carry, tmp_path):
     assert records["cod-lite-s-0.125"]["steps"] == 2 and records["cod-lite-s-0.008"]["stage"] == "pretrain"
     bundled, _, _ = load_weights(ROOT / "cod_lite" / "zoo" / "weights" / "cod-lite-s-0.125.safetensors")
     config, state, meta = load_weights(out / "cod-lite-s-0.125.safetensors")
-    assert config == bundled and meta["info"]["settings"]["freeze_encoder"] and meta["info"]["settings"]["perceptual_pack"]
+    settings = meta["info"]["settings"]
+    assert config == bundled and settings["freeze_encoder"] and settings["perceptual_pack"]
+    # the default's record is a refiner-only run: the GPU continues the whole decoder, seam loss kept
+    assert not settings["refiner_only"] and settings["seam"] == 0.5
     stored = load_file(str(out / "cod-lite-s-0.125.safetensors"))
     assert {t.dtype for t in stored.values() if t.is_floating_point()} == {torch.float16}
     new, _, new_meta = load_weights(out / "cod-lite-s-0.008.safetensors")

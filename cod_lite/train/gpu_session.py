@@ -59,8 +59,9 @@ JOBS = (  # the default first and longest (issue 16); the ds-32 pretrain-stage m
     Job("cod-lite-s-0.008", 0.2),
 )
 # From a bundled model's record, what the continuation keeps: its objective and optimiser settings.
+# Not `refiner_only`: a GPU trains the whole decoder; a refiner-only record still means a frozen encoder.
 KEPT = ("stage", "l1", "lpips_vgg", "lpips_alex", "t0_fraction", "align", "distill", "adversarial", "d_lr",
-        "freeze_encoder", "restart_every", "lr", "ema_decay")
+        "seam", "pattern", "refine_lr_scale", "restart_every", "lr", "ema_decay")
 
 COMMAND = (
     "{python} -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target {site} {carry}/wheels/*.whl"
@@ -257,6 +258,7 @@ def job_settings(job: Job, carry: Path, work: Path, args: argparse.Namespace, de
     config, _, meta = load_weights(init)
     recorded = meta["info"].get("settings", {})
     kept = {k: recorded[k] for k in KEPT if k in recorded}
+    kept["freeze_encoder"] = bool(recorded.get("freeze_encoder") or recorded.get("refiner_only"))
     if kept.get("stage", "onestep") == "distill":
         raise InputError(f"{job.name}: its record is a distill run, which needs its teacher; not continued here")
     settings = TrainSettings(
