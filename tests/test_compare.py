@@ -31,6 +31,15 @@ def test_downscaled_round_trip_is_full_size_and_smaller():
     assert len(small) < len(full)
 
 
+def test_every_quality_of_the_search_range_codes_including_jxl_100():
+    # the search may end at the top of the range (a high-rate model against a 4x downscaled image);
+    # pillow-jxl refuses quality 100 unless asked for lossless, which it then is
+    image = np.random.default_rng(0).integers(0, 256, (40, 56, 3), dtype=np.uint8)
+    sizes = {q: len(compare.scaled_round_trip(image, "JXL", q, 1)[0]) for q in (0, 99, 100)}
+    assert sizes[0] < sizes[99] < sizes[100]
+    assert np.array_equal(compare.scaled_round_trip(image, "JXL", 100, 1)[1], image)
+
+
 def test_cache_computes_only_missing_fields_and_persists(tmp_path):
     calls = []
     cache = compare.Cache(tmp_path / "c.json")
