@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -19,7 +20,7 @@ from cod_lite.train.data import CropSampler
 from cod_lite.train.export import export
 from cod_lite.train.loop import TrainSettings, load_matching, train
 from cod_lite.train.stages import Objective
-from cod_lite.weights import load_weights
+from cod_lite.weights import load_weights, save_weights
 
 TINY = ModelConfig(name="tiny", ds=16, codebook_bits=4, hidden_size=32, hidden_size_x=8, num_blocks=2, num_cond_blocks=1, encoder_channels=32)
 
@@ -283,3 +284,24 @@ def test_training_precision_auto_is_bf16_only_where_native(monkeypatch, native):
     monkeypatch.setattr(fast, "cpu_has_native_bf16", lambda: native)
     assert trains_in_bf16("auto", torch.device("cpu")) is native
     assert trains_in_bf16("bf16", torch.device("cpu")) and not trains_in_bf16("fp32", torch.device("cpu"))
+
+
+def test_export_scales_the_refiner_residual_and_records_it(folder, tmp_path):
+    net = CodLiteNet(dataclasses.replace(TINY, refine_channels=4))
+    torch.nn.init.normal_(net.refine.conv2.weight, std=0.1)
+    run = save_weights(tmp_path / "run.safetensors", net.config, net.state_dict(), info={"steps": 1})
+    full = export(run, tmp_path / "full.safetensors", precision="fp32")
+    half = export(run, tmp_path / "half.safetensors", precision="fp32", refiner_scale=0.5)
+    (_, a, _), (_, b, meta) = load_weights(full), load_weights(half)
+    assert torch.allclose(b["refine.conv2.weight"], 0.5 * a["refine.conv2.weight"])
+    assert torch.equal(b["refine.conv1.weight"], a["refine.conv1.weight"]) and meta["info"]["refiner_scale"] == 0.5
+    image = torch.rand(1, 3, 32, 32) * 2 - 1
+    nets = [CodLiteNet(net.config) for _ in range(2)]
+    for n, state in zip(nets, (a, b)):
+        n.load_state_dict(state)
+    with torch.no_grad():
+        delta_full, delta_half = (n.refined(image) - image for n in nets)
+    assert torch.allclose(delta_half, 0.5 * delta_full, atol=1e-6)
+    plain = save_weights(tmp_path / "plain.safetensors", TINY, CodLiteNet(TINY).state_dict(), info={})
+    with pytest.raises(ValueError, match="no seam refiner"):
+        export(plain, tmp_path / "x.safetensors", refiner_scale=0.5)

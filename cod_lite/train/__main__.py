@@ -51,6 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--name", default=None)
     e.add_argument("--precision", choices=sorted(PRECISIONS), default="fp16", help="int8: half the size of fp16 (bundled models)")
     e.add_argument("--force", action="store_true", help="replace OUTPUT (and its .json) if they exist")
+    e.add_argument("--refiner-scale", type=float, default=1.0, help="multiply the seam refiner's residual (e.g. 0.6)")
     c = sub.add_parser("crops", help="write a compact set of JPEG crops (to carry a training set to another machine)")
     c.add_argument("src")
     c.add_argument("out", help="new (or empty) folder")
@@ -68,7 +69,7 @@ def _run(args: argparse.Namespace) -> None:
         return
 
     if args.command == "export":
-        print(export(args.checkpoint, args.output, name=args.name, precision=args.precision, overwrite=args.force))
+        print(export(args.checkpoint, args.output, name=args.name, precision=args.precision, overwrite=args.force, refiner_scale=args.refiner_scale))
         return
     config = ModelConfig(
         name=args.name, ds=args.ds, codebook_bits=args.bits, hidden_size=args.hidden, hidden_size_x=args.hidden_x,

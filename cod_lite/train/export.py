@@ -25,6 +25,7 @@ def export(
     *,
     overwrite: bool = False,
     record: bool = True,
+    refiner_scale: float = 1.0,
 ) -> Path:
     """Write `output` (+ `output` with suffix .json: how it was trained, for humans); an existing
     file is replaced only with `overwrite` (exports often target the bundled models).
@@ -32,6 +33,8 @@ def export(
     `precision` 'int8' stores large matrices as int8 (`save_weights`), half the size of 'fp16';
     the prior is not carried over: indices may move, so fit a new one with `fit-prior`.
     `record=False` skips the .json (where few files may be written, e.g. a GPU session's $OUT).
+    `refiner_scale` multiplies the seam refiner's residual (its last conv): a dial between the
+    grid and DISTS for a refiner that overshot in training (recorded as info.refiner_scale).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
@@ -42,6 +45,11 @@ def export(
     if name:
         config = dataclasses.replace(config, name=name)
     info = dict(meta["info"], exported_from=Path(checkpoint).name, dtype=PRECISIONS[precision])
+    if refiner_scale != 1.0:
+        if not config.refine_channels:
+            raise ValueError(f"'{checkpoint}' has no seam refiner to scale")
+        state = {k: v * refiner_scale if k.startswith("refine.conv2.") else v for k, v in state.items()}
+        info["refiner_scale"] = refiner_scale
     dtype = None if precision == "fp32" else torch.float16
     sampling = meta["sampling"]  # a pretrain-stage model stays multi-step (older runs' files lack the record)
     if sampling is None and meta["info"].get("stage") == "pretrain":
