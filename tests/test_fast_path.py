@@ -134,6 +134,23 @@ def test_fused_head_in_fp32_equals_the_network_head(tiny_net):
     np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-5)
 
 
+@pytest.mark.parametrize("grid", [(5, 7), (40, 70)])  # one global window; padded 32x32 windows
+def test_fast_attention_in_fp32_equals_the_attention_block(grid):
+    from cod_lite.models.condition_codec import AttnBlock
+
+    torch.manual_seed(3)
+    block = AttnBlock(64).eval()
+    twin = fast._with_fast_attention(torch.nn.Sequential(torch.nn.Identity(), block))
+    assert isinstance(twin[1], fast._FastAttention) and twin[1].norm is block.norm  # shares the weights
+    x = torch.randn(2, 64, *grid)
+    with torch.inference_mode():
+        expected, got = block(x), twin(x)
+    assert got.is_contiguous() and (expected - x).abs().max() > 0.1
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-5)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        assert (twin(x).float() - expected).abs().max() < 0.05  # its bf16 form: the guarantee judges it
+
+
 def test_auto_without_native_bf16_is_the_fp32_fast_path(monkeypatch, tiny_net, image):
     """What a CPU without avx512_bf16/AMX gets by default: the restructured head in fp32, whose
     images equal the exact network's up to summation order."""

@@ -15,6 +15,12 @@ of the decode time, is restructured for the t = 0 pass (x_t = 0), where most of 
   each adaLN scale is folded into its bias, RMSNorm's weight into the final linear layer;
 - it runs over chunks of patches, so the per-pixel activations stay in cache.
 
+The attention blocks of the encoder and the condition decoder (`_FastAttention`) run in
+channels-last order: one q/k/v GEMM on (B, H, W, C) cells, windows cut as contiguous rows (the
+NCHW window permute was a slow strided copy), and on CPUs plain batched GEMMs with the softmax
+between them in the phase's dtype, over groups of windows (torch's CPU flash kernel was no
+faster in bf16 than in fp32). On CUDA the windows go to `scaled_dot_product_attention`.
+
 In fp32 this head equals `CodLiteNet.head` up to summation order (max 6e-7 measured on the
 default model); in bf16 it is judged by the quality guarantee (docs/performance.md). The whole
 path is an alternative to the exact one, never used by `precision="fp32"`.
@@ -23,6 +29,8 @@ path is an alternative to the exact one, never used by `precision="fp32"`.
 from __future__ import annotations
 
 import contextlib
+import copy
+import math
 from functools import lru_cache
 from pathlib import Path
 
@@ -30,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
+from ..models.condition_codec import WINDOW, AttnBlock
 from ..models.network import CodLiteNet
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -40,6 +49,9 @@ AUTO_BF16_PHASES = frozenset({"encode", "decode"})
 # Patches per chunk of the pixel head. Measured on the default model at 768x512, one thread,
 # bf16: 16 patches 1.02 s, 64 0.75 s, 256 0.54 s; larger chunks stop fitting in cache.
 HEAD_CHUNK = 256
+# Attention score elements per group of windows (16 windows of 32x32 cells): bounds the
+# memory of large images.
+ATTENTION_SCORES = 16 * (WINDOW * WINDOW) ** 2
 
 
 @lru_cache(maxsize=1)
@@ -102,6 +114,8 @@ class FastPath:
         self.decode_dtype = decode_dtype
         self.device_type = net.y_embedder_x.weight.device.type
         self._head: _FusedHead | None = None
+        self._encoder = _with_fast_attention(net.y_embedder.encoder)
+        self._cond_decoder = _with_fast_attention(net.y_embedder.decoder)
 
     def _autocast(self, dtype: torch.dtype) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext() if dtype == torch.float32 else torch.autocast(self.device_type, dtype=dtype)
@@ -120,7 +134,7 @@ class FastPath:
         if self.encode_dtype is None:
             return self.net.y_embedder.encoder(image01)
         with self._autocast(self.encode_dtype):
-            z = self.net.y_embedder.encoder(image01)
+            z = self._encoder(image01)
         return z.float().contiguous()
 
     def reconstruct(self, indices: torch.Tensor) -> torch.Tensor:
@@ -132,11 +146,59 @@ class FastPath:
         if self._head is None:
             self._head = _FusedHead(net, self.decode_dtype)
         with self._autocast(self.decode_dtype):
-            cond = net.y_embedder.decode(indices)
+            cond = self._cond_decoder(net.y_embedder.bottleneck.lookup(indices))
             trunk = _trunk(net, cond, modulation)
         image = self._head(cond, trunk)  # explicit dtypes: autocast would run its LayerNorms in fp32
         with self._autocast(self.decode_dtype):
             return net.refined(image).float()
+
+
+def _with_fast_attention(module: torch.nn.Module) -> torch.nn.Module:
+    """A shallow twin of `module` (the same parameters) whose AttnBlocks are `_FastAttention`."""
+    if isinstance(module, AttnBlock):
+        return _FastAttention(module)
+    twin = copy.copy(module)
+    twin._modules = {name: _with_fast_attention(child) for name, child in module._modules.items()}
+    return twin
+
+
+class _FastAttention(torch.nn.Module):
+    """`AttnBlock` in channels-last order (see the module docstring); the same function."""
+
+    def __init__(self, block: AttnBlock) -> None:
+        super().__init__()
+        self.norm = block.norm
+        c = block.q.out_channels
+        with torch.no_grad():
+            self.qkv_w = torch.cat([block.q.weight, block.k.weight * c**-0.5, block.v.weight]).flatten(1)
+            self.qkv_b = torch.cat([block.q.bias, block.k.bias * c**-0.5, block.v.bias])
+            self.out_w, self.out_b = block.proj_out.weight.detach().flatten(1), block.proj_out.bias.detach()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, height, width = x.shape
+        cells = self.norm(x).permute(0, 2, 3, 1).reshape(-1, c)  # one transposing copy, then a plain GEMM
+        qkv = F.linear(cells, self.qkv_w, self.qkv_b).reshape(b, height, width, 3 * c)
+        if height <= WINDOW and width <= WINDOW:
+            wh, ww = height, width
+        else:  # pad bottom/right by edge replication to whole windows, as AttnBlock does
+            wh = ww = WINDOW
+            rows = torch.arange(math.ceil(height / WINDOW) * WINDOW, device=x.device).clamp_(max=height - 1)
+            cols = torch.arange(math.ceil(width / WINDOW) * WINDOW, device=x.device).clamp_(max=width - 1)
+            qkv = qkv[:, rows][:, :, cols]
+        hp, wp = qkv.shape[1:3]
+        windows = qkv.reshape(b, hp // wh, wh, wp // ww, ww, 3 * c).transpose(2, 3).reshape(-1, wh * ww, 3 * c)
+        q, k, v = windows.split(c, dim=-1)
+        if x.device.type == "cuda":
+            out = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None], scale=1.0)[:, 0]
+        else:
+            out = torch.empty_like(q)
+            group = max(1, ATTENTION_SCORES // (wh * ww) ** 2)
+            for start in range(0, q.shape[0], group):
+                part = slice(start, start + group)
+                out[part] = torch.bmm(torch.softmax(torch.bmm(q[part], k[part].transpose(1, 2)), -1), v[part])
+        out = out.reshape(b, hp // wh, wp // ww, wh, ww, c).transpose(2, 3).reshape(b, hp, wp, c)[:, :height, :width]
+        out = F.linear(out.reshape(-1, c), self.out_w, self.out_b).reshape(b, height, width, c)
+        return x + out.permute(0, 3, 1, 2)
 
 
 def _trunk(net: CodLiteNet, cond: torch.Tensor, modulation: torch.Tensor) -> torch.Tensor:
