@@ -135,17 +135,19 @@ def test_fused_head_in_fp32_equals_the_network_head(tiny_net):
 
 
 @pytest.mark.parametrize("grid", [(5, 7), (40, 70)])  # one global window; padded 32x32 windows
-def test_fast_attention_in_fp32_equals_the_attention_block(grid):
-    from cod_lite.models.condition_codec import AttnBlock
+def test_fast_blocks_in_fp32_equal_the_network_blocks(grid):
+    from cod_lite.models.condition_codec import AttnBlock, ResnetBlock
 
     torch.manual_seed(3)
-    block = AttnBlock(64).eval()
-    twin = fast._with_fast_attention(torch.nn.Sequential(torch.nn.Identity(), block))
-    assert isinstance(twin[1], fast._FastAttention) and twin[1].norm is block.norm  # shares the weights
-    x = torch.randn(2, 64, *grid)
+    blocks = torch.nn.Sequential(ResnetBlock(32, 64), AttnBlock(64), ResnetBlock(64)).eval()
+    twin = fast._with_fast_blocks(blocks)
+    assert isinstance(twin[1], fast._FastAttention) and twin[1].norm is blocks[1].norm  # shares the weights
+    assert isinstance(twin[0], fast._FastResnetBlock) and twin[2].block is blocks[2]
+    assert isinstance(blocks[1], AttnBlock)  # the network itself is untouched
+    x = torch.randn(2, 32, *grid)
     with torch.inference_mode():
-        expected, got = block(x), twin(x)
-    assert got.is_contiguous() and (expected - x).abs().max() > 0.1
+        expected, got = blocks(x), twin(x)
+    assert got.is_contiguous() and expected.abs().max() > 0.1
     np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-5)
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
         assert (twin(x).float() - expected).abs().max() < 0.05  # its bf16 form: the guarantee judges it

@@ -15,15 +15,17 @@ of the decode time, is restructured for the t = 0 pass (x_t = 0), where most of 
   each adaLN scale is folded into its bias, RMSNorm's weight into the final linear layer;
 - it runs over chunks of patches, so the per-pixel activations stay in cache.
 
-The attention blocks of the encoder and the condition decoder (`_FastAttention`) run in
-channels-last order: one q/k/v GEMM on (B, H, W, C) cells, windows cut as contiguous rows (the
-NCHW window permute was a slow strided copy), and on CPUs plain batched GEMMs with the softmax
-between them in the phase's dtype, over groups of windows (torch's CPU flash kernel was no
-faster in bf16 than in fp32). On CUDA the windows go to `scaled_dot_product_attention`.
+The encoder's and the condition decoder's blocks run as twins sharing their weights
+(`_with_fast_blocks`): attention in channels-last order (one q/k/v GEMM on (B, H, W, C) cells,
+windows cut as contiguous rows, since the NCHW window permute was a slow strided copy; on CPUs
+two plain GEMMs per window with the softmax between them in the phase's dtype, as torch's CPU
+flash kernel was no faster in bf16 than in fp32; on CUDA `scaled_dot_product_attention`), and
+ResNet blocks with in-place SiLU and residual add.
 
-In fp32 this head equals `CodLiteNet.head` up to summation order (max 6e-7 measured on the
-default model); in bf16 it is judged by the quality guarantee (docs/performance.md). The whole
-path is an alternative to the exact one, never used by `precision="fp32"`.
+In fp32 the fused head equals `CodLiteNet.head` up to summation order (max 6e-7 measured on the
+default model), and the twin blocks equal theirs (1e-5 in the tests); in bf16 the path is judged
+by the quality guarantee (docs/performance.md). The whole path is an alternative to the exact
+one, never used by `precision="fp32"`.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
-from ..models.condition_codec import WINDOW, AttnBlock
+from ..models.condition_codec import WINDOW, AttnBlock, ResnetBlock
 from ..models.network import CodLiteNet
 
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -49,9 +51,6 @@ AUTO_BF16_PHASES = frozenset({"encode", "decode"})
 # Patches per chunk of the pixel head. Measured on the default model at 768x512, one thread,
 # bf16: 16 patches 1.02 s, 64 0.75 s, 256 0.54 s; larger chunks stop fitting in cache.
 HEAD_CHUNK = 256
-# Attention score elements per group of windows (16 windows of 32x32 cells): bounds the
-# memory of large images.
-ATTENTION_SCORES = 16 * (WINDOW * WINDOW) ** 2
 
 
 @lru_cache(maxsize=1)
@@ -114,8 +113,8 @@ class FastPath:
         self.decode_dtype = decode_dtype
         self.device_type = net.y_embedder_x.weight.device.type
         self._head: _FusedHead | None = None
-        self._encoder = _with_fast_attention(net.y_embedder.encoder)
-        self._cond_decoder = _with_fast_attention(net.y_embedder.decoder)
+        self._encoder = _with_fast_blocks(net.y_embedder.encoder)
+        self._cond_decoder = _with_fast_blocks(net.y_embedder.decoder)
 
     def _autocast(self, dtype: torch.dtype) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext() if dtype == torch.float32 else torch.autocast(self.device_type, dtype=dtype)
@@ -153,13 +152,31 @@ class FastPath:
             return net.refined(image).float()
 
 
-def _with_fast_attention(module: torch.nn.Module) -> torch.nn.Module:
-    """A shallow twin of `module` (the same parameters) whose AttnBlocks are `_FastAttention`."""
+def _with_fast_blocks(module: torch.nn.Module) -> torch.nn.Module:
+    """A shallow twin of `module` (the same parameters) whose AttnBlocks are `_FastAttention`
+    and whose ResnetBlocks are `_FastResnetBlock`."""
     if isinstance(module, AttnBlock):
         return _FastAttention(module)
+    if isinstance(module, ResnetBlock):
+        return _FastResnetBlock(module)
     twin = copy.copy(module)
-    twin._modules = {name: _with_fast_attention(child) for name, child in module._modules.items()}
+    twin._modules = {name: _with_fast_blocks(child) for name, child in module._modules.items()}
     return twin
+
+
+class _FastResnetBlock(torch.nn.Module):
+    """`ResnetBlock` with its SiLUs and residual add in place on fresh tensors (no allocation)."""
+
+    def __init__(self, block: ResnetBlock) -> None:
+        super().__init__()
+        self.block = block
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b = self.block
+        h = b.conv1(F.silu(b.norm1(x), inplace=True))
+        h = b.conv2(F.silu(b.norm2(h), inplace=True))
+        x = x if b.nin_shortcut is None else b.nin_shortcut(x)
+        return h.add_(x) if torch.result_type(h, x) == h.dtype else h + x
 
 
 class _FastAttention(torch.nn.Module):
@@ -182,20 +199,20 @@ class _FastAttention(torch.nn.Module):
             wh, ww = height, width
         else:  # pad bottom/right by edge replication to whole windows, as AttnBlock does
             wh = ww = WINDOW
-            rows = torch.arange(math.ceil(height / WINDOW) * WINDOW, device=x.device).clamp_(max=height - 1)
-            cols = torch.arange(math.ceil(width / WINDOW) * WINDOW, device=x.device).clamp_(max=width - 1)
-            qkv = qkv[:, rows][:, :, cols]
+            hp, wp = math.ceil(height / WINDOW) * WINDOW, math.ceil(width / WINDOW) * WINDOW
+            if hp > height:
+                qkv = qkv[:, torch.arange(hp, device=x.device).clamp_(max=height - 1)]
+            if wp > width:
+                qkv = qkv[:, :, torch.arange(wp, device=x.device).clamp_(max=width - 1)]
         hp, wp = qkv.shape[1:3]
         windows = qkv.reshape(b, hp // wh, wh, wp // ww, ww, 3 * c).transpose(2, 3).reshape(-1, wh * ww, 3 * c)
         q, k, v = windows.split(c, dim=-1)
         if x.device.type == "cuda":
             out = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None], scale=1.0)[:, 0]
-        else:
+        else:  # window by window: one window's scores (2 MB in bf16) stay in cache, 1.7x faster than all at once
             out = torch.empty_like(q)
-            group = max(1, ATTENTION_SCORES // (wh * ww) ** 2)
-            for start in range(0, q.shape[0], group):
-                part = slice(start, start + group)
-                out[part] = torch.bmm(torch.softmax(torch.bmm(q[part], k[part].transpose(1, 2)), -1), v[part])
+            for i in range(q.shape[0]):
+                out[i] = torch.softmax(q[i] @ k[i].t(), -1) @ v[i]
         out = out.reshape(b, hp // wh, wp // ww, wh, ww, c).transpose(2, 3).reshape(b, hp, wp, c)[:, :height, :width]
         out = F.linear(out.reshape(-1, c), self.out_w, self.out_b).reshape(b, height, width, c)
         return x + out.permute(0, 3, 1, 2)
