@@ -17,9 +17,9 @@ of the decode time, is restructured for the t = 0 pass (x_t = 0), where most of 
 
 The encoder's and the condition decoder's blocks run as twins sharing their weights
 (`_with_fast_blocks`): attention in channels-last order (one q/k/v GEMM on (B, H, W, C) cells,
-windows cut as contiguous rows, since the NCHW window permute was a slow strided copy; on CPUs
-two plain GEMMs per window with the softmax between them in the phase's dtype, as torch's CPU
-flash kernel was no faster in bf16 than in fp32; on CUDA `scaled_dot_product_attention`), and
+windows cut as contiguous rows, since the NCHW window permute was a slow strided copy; in bf16
+on CPUs two plain GEMMs per window with the softmax between them, as torch's CPU flash kernel
+was no faster in bf16 than in fp32; `scaled_dot_product_attention` in fp32 and on CUDA), and
 ResNet blocks with in-place SiLU and residual add.
 
 In fp32 the fused head equals `CodLiteNet.head` up to summation order (max 6e-7 measured on the
@@ -207,7 +207,7 @@ class _FastAttention(torch.nn.Module):
         hp, wp = qkv.shape[1:3]
         windows = qkv.reshape(b, hp // wh, wh, wp // ww, ww, 3 * c).transpose(2, 3).reshape(-1, wh * ww, 3 * c)
         q, k, v = windows.split(c, dim=-1)
-        if x.device.type == "cuda":
+        if x.device.type == "cuda" or q.dtype == torch.float32:  # in fp32 torch's CPU flash kernel is the faster
             out = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None], scale=1.0)[:, 0]
         else:  # window by window: one window's scores (2 MB in bf16) stay in cache, 1.7x faster than all at once
             out = torch.empty_like(q)
