@@ -76,8 +76,11 @@ def scaled_round_trip(image: np.ndarray, fmt: str, quality: int, factor: int) ->
 
 def library_versions() -> dict[str, str]:
     """Part of every classical cache key: another encoder build may give other files."""
-    return {"AVIF": f"libavif {features.version('avif')}", "WebP": f"libwebp {features.version('webp')}",
-            "JXL": f"pillow-jxl-plugin {importlib.metadata.version('pillow-jxl-plugin')}"}
+    try:
+        jxl = importlib.metadata.version("pillow-jxl-plugin")
+    except importlib.metadata.PackageNotFoundError:
+        sys.exit("compare.py: JPEG XL needs the eval extra: pip install -c constraints.txt '.[eval]'")
+    return {"AVIF": f"libavif {features.version('avif')}", "WebP": f"libwebp {features.version('webp')}", "JXL": f"pillow-jxl-plugin {jxl}"}
 
 
 class Cache:
