@@ -139,5 +139,6 @@ def sample(
         if uncond is not None and sampling.guidance != 1 and lo < t < hi:
             pred_u = denoise(x_in, t_in, uncond)
             pred = pred_u + sampling.guidance * (pred - pred_u)
-        x = torch.lerp(x, pred, (t_next - t) / max(1.0 - t, V_CLAMP_MIN))
+        # under autocast (bf16 training of a distill student) pred is bf16: the state stays in its own dtype
+        x = torch.lerp(x, pred.to(x.dtype), (t_next - t) / max(1.0 - t, V_CLAMP_MIN))
     return x
