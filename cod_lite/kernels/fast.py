@@ -113,8 +113,9 @@ class FastPath:
         self.decode_dtype = decode_dtype
         self.device_type = net.y_embedder_x.weight.device.type
         self._head: _FusedHead | None = None
-        self._encoder = _with_fast_blocks(net.y_embedder.encoder)
-        self._cond_decoder = _with_fast_blocks(net.y_embedder.decoder)
+        # the twins copy the attention weights (q/k/v fused): only for phases that run fast
+        self._encoder = None if encode_dtype is None else _with_fast_blocks(net.y_embedder.encoder)
+        self._cond_decoder = None if decode_dtype is None else _with_fast_blocks(net.y_embedder.decoder)
 
     def _autocast(self, dtype: torch.dtype) -> contextlib.AbstractContextManager:
         return contextlib.nullcontext() if dtype == torch.float32 else torch.autocast(self.device_type, dtype=dtype)
