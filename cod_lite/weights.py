@@ -145,9 +145,15 @@ def _sampling(meta: Mapping[str, str], path: str | os.PathLike) -> Sampling | No
         raise CheckpointError(f"'{path}' is damaged: bad sampling record ({e})") from None
 
 
-def load_weights(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, torch.Tensor], dict[str, Any]]:
-    """-> (config, float32 state dict, metadata with 'weights_sha256', decoded 'info', 'prior'
-    and 'sampling')."""
+def read_config(path: str | os.PathLike) -> ModelConfig:
+    """A weight file's model config, from the header alone."""
+    try:
+        return ModelConfig.from_dict(json.loads(_cod_lite_metadata(path)["config"]))
+    except (KeyError, ValueError, TypeError) as e:
+        raise CheckpointError(f"'{path}' is damaged: {e}") from None
+
+
+def _cod_lite_metadata(path: str | os.PathLike) -> dict[str, str]:
     meta = read_metadata(path)
     if meta.get("format") != FORMAT:
         raise CheckpointError(
@@ -157,6 +163,13 @@ def load_weights(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, torch.
         raise CheckpointError(
             f"'{path}' has weight-file version {meta.get('format_version')}, this cod-lite reads {', '.join(READABLE_VERSIONS)}"
         )
+    return meta
+
+
+def load_weights(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, torch.Tensor], dict[str, Any]]:
+    """-> (config, float32 state dict, metadata with 'weights_sha256', decoded 'info', 'prior'
+    and 'sampling')."""
+    meta = _cod_lite_metadata(path)
     try:
         config = ModelConfig.from_dict(json.loads(meta["config"]))
         state = load_file(str(path))

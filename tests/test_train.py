@@ -305,3 +305,18 @@ def test_export_scales_the_refiner_residual_and_records_it(folder, tmp_path):
     plain = save_weights(tmp_path / "plain.safetensors", TINY, CodLiteNet(TINY).state_dict(), info={})
     with pytest.raises(ValueError, match="no seam refiner"):
         export(plain, tmp_path / "x.safetensors", refiner_scale=0.5)
+
+
+def test_cli_init_keeps_the_init_files_architecture_unless_a_flag_changes_it(folder, tmp_path):
+    from cod_lite.train.__main__ import main
+
+    source = train(settings(folder, tmp_path / "src", "onestep", steps=1), dataclasses.replace(TINY, ds=32, refine_channels=8))
+    common = ["--data", str(folder), "--steps", "1", "--batch-size", "2", "--crop", "64", "--init", str(source)]
+    assert main(["onestep", "--out", str(tmp_path / "same"), *common]) == 0
+    assert load_weights(tmp_path / "same" / "last.safetensors")[0] == load_weights(source)[0]
+    assert main(["onestep", "--out", str(tmp_path / "other"), *common, "--ds", "16", "--name", "x"]) == 0
+    changed = load_weights(tmp_path / "other" / "last.safetensors")[0]
+    assert changed == dataclasses.replace(TINY, ds=16, refine_channels=8, name="x")
+    # resuming keeps the run's architecture, not the --init file's
+    assert main(["onestep", "--out", str(tmp_path / "other"), *common, "--steps", "2"]) == 0
+    assert load_weights(tmp_path / "other" / "last.safetensors")[0] == changed

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import sys
+from pathlib import Path
 
 from ..errors import exit_status
 from ..models.config import ModelConfig
+from ..weights import read_config
 from .data import write_crop_set
 from .export import PRECISIONS, export
 from .loop import TrainSettings, train
@@ -36,15 +38,10 @@ def _parser() -> argparse.ArgumentParser:
             else:
                 kind = {"int": int, "float": float}.get(str(field.type).split(" ")[0], str)
                 p.add_argument(flag, type=kind, default=field.default)
-        p.add_argument("--name", default="cod-lite-model")
-        p.add_argument("--ds", type=int, default=16)
-        p.add_argument("--bits", type=int, default=8)
-        p.add_argument("--hidden", type=int, default=128)
-        p.add_argument("--hidden-x", type=int, default=16)
-        p.add_argument("--blocks", type=int, default=8)
-        p.add_argument("--cond-blocks", type=int, default=6)
-        p.add_argument("--encoder-channels", type=int, default=32)
-        p.add_argument("--refine-channels", type=int, default=0, help="> 0: add the seam refiner (see SeamRefiner)")
+        arch = p.add_argument_group("architecture (default: the resumed run's, else the --init file's, else the small defaults)")
+        for dest, (kind, _) in _ARCH.items():
+            flag = "--" + dest.replace("_", "-")
+            arch.add_argument(flag, type=kind, default=None, help=_ARCH_HELP.get(flag))
     e = sub.add_parser("export", help="write a run's EMA weights as a model file for bundling")
     e.add_argument("checkpoint")
     e.add_argument("output")
@@ -62,6 +59,29 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# argparse dest -> (type, the ModelConfig field it sets)
+_ARCH = {"name": (str, "name"), "ds": (int, "ds"), "bits": (int, "codebook_bits"), "hidden": (int, "hidden_size"),
+         "hidden_x": (int, "hidden_size_x"), "blocks": (int, "num_blocks"), "cond_blocks": (int, "num_cond_blocks"),
+         "encoder_channels": (int, "encoder_channels"), "refine_channels": (int, "refine_channels")}
+_ARCH_HELP = {"--refine-channels": "> 0: add the seam refiner (see SeamRefiner)"}
+# A new model without --init: small enough to train on a CPU.
+_SMALL = ModelConfig(name="cod-lite-model", hidden_size=128, hidden_size_x=16, num_blocks=8, num_cond_blocks=6, encoder_channels=32)
+
+
+def _config(args: argparse.Namespace) -> ModelConfig:
+    """Continuing a model keeps its architecture unless a flag changes it: a forgotten flag would
+    otherwise build another network and load only the tensors whose shapes happen to match."""
+    resumed = Path(args.out) / "last.safetensors"
+    if resumed.exists():
+        base = read_config(resumed)
+    elif args.init:
+        base = read_config(args.init)
+    else:
+        base = _SMALL
+    changes = {field: getattr(args, dest) for dest, (_, field) in _ARCH.items() if getattr(args, dest) is not None}
+    return dataclasses.replace(base, **changes)
+
+
 def _run(args: argparse.Namespace) -> None:
     if args.command == "crops":
         files, size = write_crop_set(args.src, args.out, size=args.size, max_bytes=int(args.max_mb * 2**20), quality=args.quality, seed=args.seed)
@@ -71,11 +91,7 @@ def _run(args: argparse.Namespace) -> None:
     if args.command == "export":
         print(export(args.checkpoint, args.output, name=args.name, precision=args.precision, overwrite=args.force, refiner_scale=args.refiner_scale))
         return
-    config = ModelConfig(
-        name=args.name, ds=args.ds, codebook_bits=args.bits, hidden_size=args.hidden, hidden_size_x=args.hidden_x,
-        num_blocks=args.blocks, num_cond_blocks=args.cond_blocks, encoder_channels=args.encoder_channels,
-        refine_channels=args.refine_channels,
-    )
+    config = _config(args)
     names = {f.name for f in dataclasses.fields(TrainSettings)}
     settings = TrainSettings(stage=args.command, **{k: v for k, v in vars(args).items() if k in names})
     print(train(settings, config))
