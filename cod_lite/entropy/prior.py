@@ -107,20 +107,33 @@ class IndexPrior:
         """(m, K) int32 frequencies for the symbols at (rows, cols) of a grid padded by one border
         of value K on every side (coordinates are in the unpadded grid)."""
         _, _, neighbours = PASSES[pass_name]
-        logits = np.broadcast_to(self.log_marginal.astype(np.int64) << WEIGHT_BITS, (len(rows), self.codebook_size))
+        k = self.codebook_size
+        # int32 is exact here: |context| <= 8 * PMI_LIMIT < 2**18 and weights <= 2**6, so logits
+        # stay far below 2**31, and half the width of int64 halves the memory traffic.
+        logits = np.broadcast_to(self.log_marginal << WEIGHT_BITS, (len(rows), k))
         if neighbours:
-            context = np.zeros((len(rows), self.codebook_size), dtype=np.int64)
+            context = np.zeros((len(rows), k), dtype=np.int32)
             for relation, flipped in neighbours:
                 dy, dx = RELATIONS[relation]
                 if flipped:
                     dy, dx = -dy, -dx
                 values = padded[rows + 1 + dy, cols + 1 + dx]
-                table = getattr(self, f"pmi_{relation}")
-                # a neighbour before the symbol (dy, dx) relates as row -> column; after it, transposed
-                context += table[values, : self.codebook_size] if not flipped else table[: self.codebook_size, values].T
-            logits = logits + int(self.weights["BCD".index(pass_name)]) * context
+                context += np.take(self._gather_tables[relation, flipped], values, axis=0)
+            logits = logits + np.int32(self.weights["BCD".index(pass_name)]) * context
         drop = (logits.max(axis=1, keepdims=True) - logits) >> WEIGHT_BITS
         return self.exp_table[np.minimum(drop, MAX_DROP)]
+
+    @functools.cached_property
+    def _gather_tables(self) -> dict[tuple[str, bool], np.ndarray]:
+        """(K+1, K) contiguous row tables per (relation, flipped): a neighbour before the symbol
+        relates as row -> column, one after it through the transpose."""
+        k = self.codebook_size
+        out = {}
+        for r in RELATIONS:
+            table = getattr(self, f"pmi_{r}")
+            out[r, False] = np.ascontiguousarray(table[:, :k])
+            out[r, True] = np.ascontiguousarray(table.T[:, :k])
+        return out
 
     # -- fitting -------------------------------------------------------------------------------
     @classmethod
