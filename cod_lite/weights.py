@@ -147,8 +147,12 @@ def _sampling(meta: Mapping[str, str], path: str | os.PathLike) -> Sampling | No
 
 def read_config(path: str | os.PathLike) -> ModelConfig:
     """A weight file's model config, from the header alone."""
+    return _config_of(_cod_lite_metadata(path), path)
+
+
+def _config_of(meta: Mapping[str, str], path: str | os.PathLike) -> ModelConfig:
     try:
-        return ModelConfig.from_dict(json.loads(_cod_lite_metadata(path)["config"]))
+        return ModelConfig.from_dict(json.loads(meta["config"]))
     except (KeyError, ValueError, TypeError) as e:
         raise CheckpointError(f"'{path}' is damaged: {e}") from None
 
@@ -170,8 +174,8 @@ def load_weights(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, torch.
     """-> (config, float32 state dict, metadata with 'weights_sha256', decoded 'info', 'prior'
     and 'sampling')."""
     meta = _cod_lite_metadata(path)
+    config = _config_of(meta, path)
     try:
-        config = ModelConfig.from_dict(json.loads(meta["config"]))
         state = load_file(str(path))
         info = json.loads(meta.get("info", "{}"))
     except (KeyError, ValueError, TypeError, SafetensorError) as e:

@@ -39,9 +39,8 @@ def _parser() -> argparse.ArgumentParser:
                 kind = {"int": int, "float": float}.get(str(field.type).split(" ")[0], str)
                 p.add_argument(flag, type=kind, default=field.default)
         arch = p.add_argument_group("architecture (default: the resumed run's, else the --init file's, else the small defaults)")
-        for dest, (kind, _) in _ARCH.items():
-            flag = "--" + dest.replace("_", "-")
-            arch.add_argument(flag, type=kind, default=None, help=_ARCH_HELP.get(flag))
+        for dest, (kind, _, help_text) in _ARCH.items():
+            arch.add_argument("--" + dest.replace("_", "-"), type=kind, default=None, help=help_text)
     e = sub.add_parser("export", help="write a run's EMA weights as a model file for bundling")
     e.add_argument("checkpoint")
     e.add_argument("output")
@@ -59,11 +58,11 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-# argparse dest -> (type, the ModelConfig field it sets)
-_ARCH = {"name": (str, "name"), "ds": (int, "ds"), "bits": (int, "codebook_bits"), "hidden": (int, "hidden_size"),
-         "hidden_x": (int, "hidden_size_x"), "blocks": (int, "num_blocks"), "cond_blocks": (int, "num_cond_blocks"),
-         "encoder_channels": (int, "encoder_channels"), "refine_channels": (int, "refine_channels")}
-_ARCH_HELP = {"--refine-channels": "> 0: add the seam refiner (see SeamRefiner)"}
+# argparse dest -> (type, the ModelConfig field it sets, help)
+_ARCH = {"name": (str, "name", None), "ds": (int, "ds", None), "bits": (int, "codebook_bits", None),
+         "hidden": (int, "hidden_size", None), "hidden_x": (int, "hidden_size_x", None), "blocks": (int, "num_blocks", None),
+         "cond_blocks": (int, "num_cond_blocks", None), "encoder_channels": (int, "encoder_channels", None),
+         "refine_channels": (int, "refine_channels", "> 0: add the seam refiner (see SeamRefiner)")}
 # A new model without --init: small enough to train on a CPU.
 _SMALL = ModelConfig(name="cod-lite-model", hidden_size=128, hidden_size_x=16, num_blocks=8, num_cond_blocks=6, encoder_channels=32)
 
@@ -78,7 +77,7 @@ def _config(args: argparse.Namespace) -> ModelConfig:
         base = read_config(args.init)
     else:
         base = _SMALL
-    changes = {field: getattr(args, dest) for dest, (_, field) in _ARCH.items() if getattr(args, dest) is not None}
+    changes = {field: getattr(args, dest) for dest, (_, field, _) in _ARCH.items() if getattr(args, dest) is not None}
     return dataclasses.replace(base, **changes)
 
 
