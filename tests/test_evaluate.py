@@ -179,3 +179,23 @@ def test_pattern_of_decoded_and_original_in_rows_table_csv_and_json(perceptual_h
     assert float(table[0]["pattern"]) == pytest.approx(3.0) and float(table[-1]["pattern_ref"]) == pytest.approx(0.0, abs=1e-9)
     doc = json.loads((tmp_path / "r.json").read_text())
     assert doc["images"][0]["pattern_ref"] == pytest.approx(0.0, abs=1e-9) and doc["mean"]["pattern"] == pytest.approx(3.0)
+
+
+def test_colour_error_of_a_cast_in_rows_table_and_json(perceptual_home, tmp_path):
+    """A blue-shifted decode: its row, the table's dE column and the JSON carry metrics.colour_error."""
+    ref, dec = tmp_path / "ref", tmp_path / "dec"
+    ref.mkdir(), dec.mkdir()
+    yy, xx = np.mgrid[0:64, 0:96]
+    original = np.stack([xx * 2, yy * 3, 128 + 0 * xx], -1).astype(np.uint8)
+    cast = original.copy()
+    cast[..., 2] = 88
+    Image.fromarray(original).save(ref / "t.png")
+    Image.fromarray(cast).save(dec / "t.png")
+    expected = metrics.colour_error(original, cast)
+    assert expected > 10
+    row = cod_lite.evaluate(ref, dec, progress=False).rows[0]
+    assert row["colour"] == pytest.approx(expected, rel=1e-12)
+    out = CliRunner().invoke(cli, ["evaluate", str(ref), str(dec), "--out", str(tmp_path / "r")])
+    assert out.exit_code == 0, out.output
+    assert "dE" in out.stdout and f"{expected:.2f}" in out.stdout
+    assert json.loads((tmp_path / "r.json").read_text())["mean"]["colour"] == pytest.approx(expected)

@@ -340,3 +340,32 @@ def test_input_noise_starts_from_the_init_models_output_and_learns_to_read_the_n
     assert after["s_embedder.proj1.weight"].abs().sum() > 0  # zeroed at the start, moved by the noise's gradient
     with pytest.raises(ValueError, match="input_noise"):  # resuming with another noise level is refused
         train(settings(folder, tmp_path / "noisy", "onestep", steps=4, init=str(source)), TINY)
+
+
+def test_region_colours_loss_sees_a_cast_but_not_a_zero_mean_texture():
+    from cod_lite.train.stages import region_colours
+
+    photo = torch.rand(1, 3, 32, 48)
+    hatching = torch.zeros(16, 16)
+    hatching[::2], hatching[1::2] = 0.2, -0.2
+    assert torch.allclose(region_colours(photo + hatching.repeat(2, 3)), region_colours(photo), atol=1e-6)
+    cast = photo.clone()
+    cast[:, 2] -= 0.1
+    assert torch.allclose(region_colours(cast) - region_colours(photo), torch.tensor([0, 0, -0.1]).view(1, 3, 1, 1).expand(1, 3, 2, 3), atol=1e-6)
+
+
+def test_max_crop_draws_a_size_per_batch_within_bounds(tmp_path):
+    for i, (h, w) in enumerate([(300, 400), (200, 260)]):
+        Image.fromarray(np.full((h, w, 3), 40 * i, np.uint8)).save(tmp_path / f"p{i}.png")
+    sampler = CropSampler(tmp_path, 64, seed=0, max_crop=256)
+    shapes = {tuple(sampler.batch(2).shape) for _ in range(40)}
+    assert len(shapes) > 5  # sizes vary
+    for b, c, h, w in shapes:
+        assert (b, c) == (2, 3) and 64 <= h <= 256 and 64 <= w <= 256 and h % 32 == 0 and w % 32 == 0
+    assert {tuple(CropSampler(tmp_path, 64, seed=0).batch(2).shape) for _ in range(5)} == {(2, 3, 64, 64)}
+
+
+def test_colour_loss_trains_and_is_logged(folder, tmp_path):
+    path = train(settings(folder, tmp_path / "c", "onestep", steps=4, colour=2.0, max_crop=64, log_every=1), TINY)
+    log = [json.loads(line) for line in (tmp_path / "c" / "train.log").read_text().splitlines()]
+    assert path.exists() and len(log) == 4 and all(row["colour"] > 0 for row in log)

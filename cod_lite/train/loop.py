@@ -39,6 +39,7 @@ class TrainSettings:
     steps: int = 10000
     batch_size: int = 8
     crop: int = 128
+    max_crop: int | None = None  # each batch its own size, crop..max_crop (data.CropSampler)
     lr: float = 2e-4
     warmup: int = 500
     ema_decay: float = 0.999
@@ -55,6 +56,7 @@ class TrainSettings:
     lpips_alex: float = 0.0
     seam: float = 0.0  # steps across patch borders beyond the true ones (stages.seam_loss)
     pattern: float = 0.0  # L1 between the mean patches of output and target (stages.patch_pattern)
+    colour: float = 0.0  # L1 between 16x16 region means of output and target (stages.region_colours)
     input_noise: float = 0.0  # one-step stages: x_t = this * N(0, 1) instead of 0 (a texture source; experimental)
     refine_lr_scale: float = 1.0  # the seam refiner's learning rate relative to --lr (it starts at zero)
     t0_fraction: float = 0.25
@@ -123,7 +125,7 @@ def silence_image_input(net: CodLiteNet) -> None:
 
 # What a run optimises: resuming a run folder with any of these changed is refused, because a
 # forgotten loss flag would otherwise silently train the rest of the run on another objective.
-RESUME_FIXED = ("stage", "l1", "lpips_vgg", "lpips_alex", "seam", "pattern", "input_noise", "t0_fraction", "align", "teacher", "teacher_steps",
+RESUME_FIXED = ("stage", "l1", "lpips_vgg", "lpips_alex", "seam", "pattern", "colour", "input_noise", "t0_fraction", "align", "teacher", "teacher_steps",
                 "distill", "adversarial", "freeze_encoder", "refiner_only")
 
 
@@ -163,7 +165,7 @@ def train(settings: TrainSettings, config: ModelConfig, on_save: Callable[[Path,
     rank = dist.get_rank() if distributed else 0
     device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if use_cuda else "cpu")
     if use_cuda:
-        torch.backends.cudnn.benchmark = True  # one crop size all run long: autotune once
+        torch.backends.cudnn.benchmark = settings.max_crop is None  # one crop size all run long: autotune once
     memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
     out = Path(settings.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -220,7 +222,7 @@ def train(settings: TrainSettings, config: ModelConfig, on_save: Callable[[Path,
         optimizer.load_state_dict(saved["optimizer"])
         if d_optimizer is not None and "d_optimizer" in saved:
             d_optimizer.load_state_dict(saved["d_optimizer"])
-    sampler = CropSampler(settings.data, settings.crop, seed=settings.seed + 1000 * rank + step)
+    sampler = CropSampler(settings.data, settings.crop, seed=settings.seed + 1000 * rank + step, max_crop=settings.max_crop)
     usage = CodeUsage(config.codebook_size)
     bf16 = trains_in_bf16(settings.precision, device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)

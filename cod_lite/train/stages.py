@@ -6,8 +6,9 @@
   (t = 0) and perception (sampling) at once.
 - `onestep`: one-step fine-tuning at t = 0, x_t = 0 -- exactly what the codec runs:
   L1 + LPIPS-VGG + 0.5 LPIPS-Alex (weights configurable; perceptual nets from cod_lite.perceptual),
-  optionally + `seam`: the excess of the steps across 16-px patch borders over the true ones, and + `pattern`: L1 between
-  the mean patches of output and target (ours, against the grid and the fixed per-patch texture).
+  optionally + `seam`: the excess of the steps across 16-px patch borders over the true ones, + `pattern`: L1 between
+  the mean patches of output and target (ours, against the grid and the fixed per-patch texture),
+  and + `colour`: L1 between the 16x16 region means (ours, against colour casts).
 - `distill`: the one-step student learns from a frozen multi-step teacher (a `pretrain` model,
   sampled with `teacher_steps` Euler steps of the rectified flow) under LPIPS-Alex, plus a
   hinge GAN loss against a discriminator on frozen VGG16 features, plus the one-step losses.
@@ -103,6 +104,12 @@ def patch_pattern(x: torch.Tensor, patch: int) -> torch.Tensor:
     b, c, h, w = x.shape
     tile = x[..., : h - h % patch, : w - w % patch].reshape(b, c, h // patch, patch, w // patch, patch).mean((2, 4))
     return tile - tile.mean((2, 3), keepdim=True)
+
+
+def region_colours(x: torch.Tensor, block: int = 16) -> torch.Tensor:
+    """Means of the block x block regions: the colours a person sees at a glance, which L1 over
+    pixels and LPIPS weigh little (metrics.colour_error measures the same regions)."""
+    return F.avg_pool2d(x, block, ceil_mode=True)
 
 
 def hinge_d_loss(real: list[torch.Tensor], fake: list[torch.Tensor]) -> torch.Tensor:
@@ -206,6 +213,9 @@ class Objective(nn.Module):
         if s.seam:
             losses["seam"] = seam_loss(pred, target, self.net.patch)
             total = total + s.seam * losses["seam"]
+        if s.colour:
+            losses["colour"] = F.l1_loss(region_colours(pred), region_colours(target))
+            total = total + s.colour * losses["colour"]
         if s.pattern:
             losses["pattern"] = F.l1_loss(patch_pattern(pred, self.net.patch), patch_pattern(target, self.net.patch))
             total = total + s.pattern * losses["pattern"]
