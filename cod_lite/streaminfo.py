@@ -1,0 +1,48 @@
+"""What a `.cod` stream holds, without decoding it: the public inspector behind `codlite info`,
+`codlite compress`'s summary line and the Pillow plugin's header read."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import bitstream, zoo
+from .entropy.coding import METHOD_NAMES
+from .errors import ModelNotFoundError
+
+
+@dataclass(frozen=True)
+class StreamInfo:
+    """The header of a v1 stream, its rate, and whether its model is installed here."""
+
+    model: str
+    model_hash: str  # hex of the weights' sha256 prefix the stream carries
+    width: int
+    height: int
+    bytes: int
+    payload_bytes: int
+    method: str  # entropy-coding method, by name
+    model_installed: bool
+
+    @property
+    def bpp(self) -> float:
+        return bitstream.bits_per_pixel(self.bytes, self.width, self.height)
+
+
+def inspect(data: bytes) -> StreamInfo:
+    """Parse and check (CRC included) a v1 stream; a defect is a BitstreamError."""
+    header = bitstream.parse(data)
+    try:
+        zoo.find_by_identity(header.model_name, header.model_hash)
+        installed = True
+    except ModelNotFoundError:
+        installed = False
+    return StreamInfo(
+        model=header.model_name,
+        model_hash=header.model_hash.hex(),
+        width=header.width,
+        height=header.height,
+        bytes=len(data),
+        payload_bytes=len(header.payload),
+        method=METHOD_NAMES.get(header.method, f"method {header.method} (unknown to this version)"),
+        model_installed=installed,
+    )
