@@ -38,7 +38,7 @@ def affine_corrected(reference: np.ndarray, decoded: np.ndarray) -> np.ndarray:
     b = metrics.box_downscale(reference, metrics.COLOUR_BLOCK).reshape(-1, 3)
     design = np.concatenate([a, np.ones((len(a), 1))], 1)
     solution, *_ = np.linalg.lstsq(design, b, rcond=None)
-    return design @ solution
+    return np.clip(design @ solution, 0, 255)
 
 
 def region_errors(reference: np.ndarray, regions: np.ndarray) -> np.ndarray:

@@ -10,10 +10,11 @@ from typing import Any, Callable
 
 import click
 import numpy as np
+from tqdm import tqdm
 
 import cod_lite
-from cod_lite.fileio import atomic_write, check_target, read_input
-from cod_lite.image_io import save_format, save_image
+from cod_lite.fileio import STDIO, atomic_write, check_target, read_input, write_output
+from cod_lite.image_io import encode_image, read_image, save_format, save_image
 from cod_lite.models.sampling import MAX_SEED
 from cod_lite.tiling import DEFAULT_MAX_MEMORY, parse_memory
 
@@ -87,26 +88,95 @@ def cli() -> None:
     """
 
 
+quiet_option = click.option("--quiet", "-q", is_flag=True, help="No summary lines; errors still go to stderr.")
+threads_option = click.option(
+    "--threads", type=click.IntRange(min=1), default=None, help="CPU threads for the network [default: one per core]."
+)
+
+
+def _jobs(inputs: tuple[str, ...], output: str, suffix: str) -> list[tuple[str, str]]:
+    """(input, output) pairs: one input goes to OUTPUT (a file, or - for stdout); several go into
+    the folder OUTPUT as STEM + suffix."""
+    if len(inputs) == 1:
+        return [(inputs[0], output)]
+    if STDIO in inputs or output == STDIO:
+        raise cod_lite.InputError("- (stdin/stdout) works with a single input only")
+    folder = Path(output)
+    if folder.exists() and not folder.is_dir():
+        raise cod_lite.InputError(f"with several inputs OUTPUT must be a folder, and '{output}' is a file")
+    targets = [str(folder / f"{Path(i).stem}{suffix}") for i in inputs]
+    clash = next((t for t in targets if targets.count(t) > 1), None)
+    if clash:
+        raise cod_lite.InputError(f"two inputs would both write '{clash}'")
+    folder.mkdir(parents=True, exist_ok=True)
+    return list(zip(inputs, targets))
+
+
+def _each(jobs: list[tuple[str, str]], work: Callable[[str, str], str], quiet: bool) -> None:
+    """Run `work(input, output)` per job, printing its summary line (to stderr when the data goes to
+    stdout). With several jobs a failure is reported and the rest go on (exit 1 at the end)."""
+    failed = 0
+    for source, target in tqdm(jobs, unit="file", disable=quiet or len(jobs) < 2, file=sys.stderr, leave=False):
+        try:
+            line = work(source, target)
+        except cod_lite.CodLiteError as e:
+            if len(jobs) == 1:
+                raise
+            _report_failure(source, str(e))
+            failed += 1
+            continue
+        if not quiet:
+            click.echo(line, err=target == STDIO)
+    if failed:
+        _fail(f"{failed} of {len(jobs)} files failed")
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads:
+        cod_lite.set_threads(threads)
+
+
 @cli.command()
-@click.argument("input_image", metavar="INPUT")
+@click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
 @click.argument("output", metavar="OUTPUT")
 @model_option
+@click.option("--bpp", "target_bpp", type=float, default=None, metavar="RATE",
+              help="Use the bundled model whose rate is closest to RATE bits per pixel (instead of --model).")
 @memory_option
 @precision_option
+@threads_option
+@quiet_option
 @force_option
 @friendly_errors
-def compress(input_image: str, output: str, model: str | None, max_memory: str, precision: str, force: bool) -> None:
-    """Compress an image (PNG, JPEG, WebP, TIFF, ...) into a .cod stream."""
-    check_target(output, overwrite=force)
-    codec = cod_lite.load_model(model or "default", max_memory=max_memory, precision=precision)
-    data = codec.encode(input_image)
-    atomic_write(output, data, overwrite=force)
-    about = cod_lite.inspect(data)
-    click.echo(f"{output}: {about.width}x{about.height}, {about.bytes} bytes, {about.bpp:.4f} bpp ({codec.name})")
+def compress(
+    inputs: tuple[str, ...], output: str, model: str | None, target_bpp: float | None, max_memory: str, precision: str,
+    threads: int | None, quiet: bool, force: bool,
+) -> None:
+    """Compress images (PNG, JPEG, WebP, TIFF, ...) into .cod streams.
+
+    One INPUT: OUTPUT is the stream file (- writes it to stdout; INPUT - reads the image from stdin).
+    Several: OUTPUT is a folder, each stream named after its image (photo.jpg -> photo.cod).
+    """
+    if model and target_bpp is not None:
+        raise cod_lite.InputError("give --model or --bpp, not both")
+    name = cod_lite.model_for_bpp(target_bpp) if target_bpp is not None else model or "default"
+    _set_threads(threads)
+    jobs = _jobs(inputs, output, ".cod")
+    codec = cod_lite.load_model(name, max_memory=max_memory, precision=precision)
+
+    def work(source: str, target: str) -> str:
+        if target != STDIO:
+            check_target(target, overwrite=force)
+        data = codec.encode(read_image(source))
+        write_output(target, data, overwrite=force)
+        about = cod_lite.inspect(data)
+        return f"{target}: {about.width}x{about.height}, {about.bytes} bytes, {about.bpp:.4f} bpp ({codec.name})"
+
+    _each(jobs, work, quiet)
 
 
 @cli.command()
-@click.argument("input_stream", metavar="INPUT")
+@click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
 @click.argument("output", metavar="OUTPUT")
 @model_option
 @click.option(
@@ -114,29 +184,51 @@ def compress(input_image: str, output: str, model: str | None, max_memory: str, 
     is_flag=True,
     help="INPUT is a .cod from the authors' reference code (no model identity: --model is required).",
 )
+@click.option("--format", "image_format", default=None, metavar="EXT",
+              help="Image format for stdout or a folder OUTPUT (png, jpg, webp, tif, bmp) [default: png].")
 @steps_option
 @seed_option
 @memory_option
 @precision_option
+@threads_option
+@quiet_option
 @force_option
 @friendly_errors
 def decompress(
-    input_stream: str, output: str, model: str | None, reference_format: bool, steps: int | None, seed: int | None,
-    max_memory: str, precision: str, force: bool,
+    inputs: tuple[str, ...], output: str, model: str | None, reference_format: bool, image_format: str | None,
+    steps: int | None, seed: int | None, max_memory: str, precision: str, threads: int | None, quiet: bool, force: bool,
 ) -> None:
-    """Decompress a .cod stream into an image; OUTPUT's suffix picks the format (.png, .jpg, .webp, ...)."""
+    """Decompress .cod streams into images.
+
+    One INPUT: OUTPUT's suffix picks the format (.png, .jpg, .webp, ...); - writes PNG (or --format)
+    to stdout, and INPUT - reads the stream from stdin. Several: OUTPUT is a folder.
+    """
     budget = parse_memory(max_memory)
-    save_format(output)
-    check_target(output, overwrite=force)
-    data = read_input(input_stream)
-    if reference_format:
-        if model is None:
-            raise cod_lite.InputError("--reference-format needs --model: the authors' .cod does not name its model")
-        image = cod_lite.load_model(model, max_memory=budget, precision=precision).decode_reference(data, steps=steps, seed=seed)
-    else:
-        image = cod_lite.decode(data, model=model, max_memory=budget, steps=steps, seed=seed, precision=precision)
-    save_image(np.asarray(image), output, overwrite=force)
-    click.echo(f"{output}: {image.width}x{image.height}")
+    suffix = "." + (image_format or "png").lower().lstrip(".")
+    save_format(f"x{suffix}")  # an unknown --format fails before any work
+    if image_format and len(inputs) == 1 and output != STDIO and Path(output).suffix.lower() != suffix:
+        raise cod_lite.InputError(f"--format {image_format} does not match OUTPUT '{output}'; drop one of them")
+    if reference_format and model is None:
+        raise cod_lite.InputError("--reference-format needs --model: the authors' .cod does not name its model")
+    _set_threads(threads)
+    jobs = _jobs(inputs, output, suffix)
+
+    def work(source: str, target: str) -> str:
+        if target != STDIO:
+            save_format(target)
+            check_target(target, overwrite=force)
+        data = read_input(source)
+        if reference_format:
+            image = cod_lite.load_model(model, max_memory=budget, precision=precision).decode_reference(data, steps=steps, seed=seed)
+        else:
+            image = cod_lite.decode(data, model=model, max_memory=budget, steps=steps, seed=seed, precision=precision)
+        if target == STDIO:
+            write_output(STDIO, encode_image(np.asarray(image), suffix))
+        else:
+            save_image(np.asarray(image), target, overwrite=force)
+        return f"{target}: {image.width}x{image.height}"
+
+    _each(jobs, work, quiet)
 
 
 @cli.command()

@@ -7,14 +7,14 @@
 """
 
 from .batch import ConvertSummary, convert
-from .codec import Codec, decode, encode, load_model
+from .codec import Codec, decode, encode, load_model, set_threads
 from .evaluate import Evaluation, evaluate
 from .errors import BitstreamError, CheckpointError, CodLiteError, InputError, ModelNotFoundError, OutputError
 from .official import import_official
 from .pillow_plugin import register as register_pillow
 from .prior_fit import fit_prior
 from .streaminfo import StreamInfo, inspect
-from .zoo import available_models, user_model_dir
+from .zoo import available_models, model_for_bpp, user_model_dir
 
 register_pillow()
 
@@ -38,7 +38,9 @@ __all__ = [
     "import_official",
     "inspect",
     "load_model",
+    "model_for_bpp",
     "register_pillow",
+    "set_threads",
     "user_model_dir",
 ]
 __version__ = "0.1.0"

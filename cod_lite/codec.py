@@ -365,6 +365,13 @@ def load_model(
     return _load_cached(str(path), path.stat().st_mtime_ns, device, tiling.parse_memory(max_memory), compile, precision)
 
 
+def set_threads(count: int) -> None:
+    """How many CPU threads the networks use (torch's pool for this process); `codlite --threads`."""
+    if count < 1:
+        raise InputError(f"threads must be at least 1, got {count}")
+    torch.set_num_threads(count)
+
+
 def encode(
     image: ImageSource,
     model: str | os.PathLike | Codec = "default",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import sys
 import stat
 import tempfile
 from collections.abc import Callable
@@ -26,8 +27,16 @@ def data_home() -> Path:
     return Path(home) if home else Path(platformdirs.user_data_dir("cod-lite", appauthor=False))
 
 
+STDIO = "-"  # the path that means standard input / standard output, as in cwebp and cjxl
+
+
 def read_input(path: str | os.PathLike) -> bytes:
-    """A whole input file, or an InputError that says why not in one line."""
+    """A whole input file ('-': all of standard input), or an InputError that says why not in one line."""
+    if os.fspath(path) == STDIO:
+        data = sys.stdin.buffer.read()
+        if not data:
+            raise InputError("standard input is empty")
+        return data
     try:
         return Path(path).read_bytes()
     except FileNotFoundError:
@@ -75,6 +84,15 @@ def atomic_write(path: str | os.PathLike, data: bytes | Writer, *, overwrite: bo
         except OSError:
             pass  # the error that brought us here matters more than a stray temporary file
     return target
+
+
+def write_output(path: str | os.PathLike, data: bytes, *, overwrite: bool = False) -> None:
+    """`atomic_write` of a file, or all of `data` to standard output for '-'."""
+    if os.fspath(path) == STDIO:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+    else:
+        atomic_write(path, data, overwrite=overwrite)
 
 
 def check_target(path: str | os.PathLike, *, overwrite: bool = False) -> Path:

@@ -8,6 +8,7 @@ before any pixel data is decoded.
 
 from __future__ import annotations
 
+import io
 import os
 import threading
 import warnings
@@ -20,12 +21,12 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import InputError
-from .fileio import atomic_write
+from .fileio import STDIO, atomic_write, read_input
 
 DEFAULT_MAX_PIXELS = 100_000_000
 MAX_PIXELS_ENV = "CODLITE_MAX_PIXELS"
 
-ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray]
+ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray, bytes]
 
 # Pillow opens 16-bit PGM (and, before 10.3, 16-bit grey PNG) as 32-bit "I": there it means 16-bit data.
 _SIXTEEN_BIT_I_FORMATS = frozenset({"PNG", "PPM"})
@@ -71,7 +72,7 @@ def pixel_limit(max_pixels: int | None = None) -> int:
 
 
 def load_image(source: ImageSource, max_pixels: int | None = None) -> np.ndarray:
-    """Path, PIL image or numpy array -> C-contiguous HxWx3 uint8 RGB array.
+    """Path, PIL image, numpy array or the bytes of an image file -> C-contiguous HxWx3 uint8 RGB array.
 
     Alpha is discarded, not composited: the colour channels are kept as stored, with a UserWarning.
     Multi-frame files give their first frame. Raises InputError for anything unusable.
@@ -84,11 +85,14 @@ def load_image(source: ImageSource, max_pixels: int | None = None) -> np.ndarray
         label = "image"
         _check_size(source.width, source.height, limit, label)
         pixels, had_alpha = _decode(source, label, limit)
+    elif isinstance(source, (bytes, bytearray)):
+        label = "image data"
+        pixels, had_alpha = _load_path(io.BytesIO(source), label, limit)
     elif isinstance(source, (str, os.PathLike)):
         label = f"image '{os.fspath(source)}'"
         pixels, had_alpha = _load_path(Path(source), label, limit)
     else:
-        raise InputError(f"expected an image path, PIL image or numpy array, got {type(source).__name__}")
+        raise InputError(f"expected an image path, PIL image, numpy array or image bytes, got {type(source).__name__}")
     if had_alpha:
         warnings.warn(f"{label} has an alpha channel; it is discarded (cod-lite codes RGB only)", UserWarning, stacklevel=2)
     return pixels
@@ -105,17 +109,29 @@ def save_format(path: str | os.PathLike) -> tuple[str, dict]:
 def save_image(image: np.ndarray, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
     """Write an HxWx3 uint8 array atomically, in the format named by the path's suffix."""
     target = Path(path)
-    fmt, options = save_format(target)
+    save_format(target)  # an unknown suffix fails before anything else
     if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
         raise InputError(f"cannot save '{target}': expected an HxWx3 uint8 array, got {_describe(image)}")
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise InputError(f"cannot save '{target}': the image is empty ({image.shape[1]}x{image.shape[0]})")
-    pil = Image.fromarray(np.ascontiguousarray(image))
-    return atomic_write(target, lambda f: pil.save(f, format=fmt, **options), overwrite=overwrite)
+    return atomic_write(target, encode_image(image, target.suffix.lower()), overwrite=overwrite)
 
 
-def _load_path(path: Path, label: str, limit: int) -> tuple[np.ndarray, bool]:
-    if path.is_dir():
+def read_image(source: str | os.PathLike) -> np.ndarray:
+    """`load_image` of a path, where '-' means the image file's bytes on standard input."""
+    return load_image(read_input(STDIO) if os.fspath(source) == STDIO else source)
+
+
+def encode_image(image: np.ndarray, suffix: str) -> bytes:
+    """An HxWx3 uint8 array as the bytes of an image file in the format of `suffix` ('.png', ...)."""
+    fmt, options = save_format(f"image{suffix}")
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(image)).save(buffer, format=fmt, **options)
+    return buffer.getvalue()
+
+
+def _load_path(path: Path | io.BytesIO, label: str, limit: int) -> tuple[np.ndarray, bool]:
+    if isinstance(path, Path) and path.is_dir():
         raise InputError(f"cannot read {label}: it is a folder")
     try:
         with _pillow_limit(None):  # header only; our own limit is applied just below

@@ -201,9 +201,17 @@ def test_pil_image_input():
     np.testing.assert_array_equal(load_image(Image.fromarray(RGB)), RGB)
 
 
-def test_other_types_are_refused():
-    with pytest.raises(InputError, match="got bytes"):
+def test_image_file_bytes_decode_and_damaged_bytes_are_refused():
+    buffer = io.BytesIO()
+    Image.fromarray(RGB).save(buffer, format="PNG")
+    np.testing.assert_array_equal(load_image(buffer.getvalue()), RGB)
+    with pytest.raises(InputError, match="image data"):
         load_image(b"\x89PNG")
+
+
+def test_other_types_are_refused():
+    with pytest.raises(InputError, match="got int"):
+        load_image(42)
 
 
 # -- errors -----------------------------------------------------------------------------------

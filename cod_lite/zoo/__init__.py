@@ -7,11 +7,12 @@ names its model can find it wherever it was installed.
 from __future__ import annotations
 
 import json
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import CheckpointError, ModelNotFoundError
+from ..errors import CheckpointError, InputError, ModelNotFoundError
 from ..fileio import data_home
 from ..models.config import ModelConfig
 from ..weights import read_metadata
@@ -79,3 +80,15 @@ def find_by_identity(name: str, hash_prefix: bytes) -> Path:
         f"this stream needs model '{name}' (weights {hash_prefix.hex()}), which is not installed; "
         f"import it (codlite import-official) or pass its weight file with --model"
     )
+
+
+def model_for_bpp(target: float) -> str:
+    """The bundled model whose nominal rate is closest to `target` bits per pixel, on a log scale
+    (0.06 is nearer 0.03 than 0.125): what `--bpp` picks. Actual rates run 5-30 % below nominal
+    (entropy coding), docs/models.md."""
+    if not (target > 0 and math.isfinite(target)):
+        raise InputError(f"target bits per pixel must be a positive number, got {target}")
+    bundled = [i for i in available_models() if i.origin == "bundled"]
+    if not bundled:
+        raise ModelNotFoundError("no bundled models found (is the package installed completely?)")
+    return min(bundled, key=lambda i: (abs(math.log(i.config.nominal_bpp / target)), i.name)).name
