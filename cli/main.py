@@ -14,7 +14,8 @@ from tqdm import tqdm
 
 import cod_lite
 from cod_lite.fileio import STDIO, atomic_write, check_target, read_input, write_output
-from cod_lite.image_io import encode_image, read_image, save_format, save_image
+from cod_lite.codec import stream_metadata
+from cod_lite.image_io import encode_image, metadata_kinds, save_format, save_image
 from cod_lite.models.sampling import MAX_SEED
 from cod_lite.tiling import DEFAULT_MAX_MEMORY, parse_memory
 
@@ -89,6 +90,10 @@ def cli() -> None:
 
 
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No summary lines; errors still go to stderr.")
+def metadata_option(default: str, what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option("--metadata", default=default, show_default=True, metavar="all|none|exif,icc,xmp", help=what)
+
+
 threads_option = click.option(
     "--threads", type=click.IntRange(min=1), default=None, help="CPU threads for the network [default: one per core]."
 )
@@ -142,6 +147,7 @@ def _set_threads(threads: int | None) -> None:
 @model_option
 @click.option("--bpp", "target_bpp", type=float, default=None, metavar="RATE",
               help="Use the bundled model whose rate is closest to RATE bits per pixel (instead of --model).")
+@metadata_option("none", "What of the input's EXIF (orientation reset: it is applied to the pixels), ICC profile and XMP the stream carries; every byte counts in bpp.")
 @memory_option
 @precision_option
 @threads_option
@@ -149,8 +155,8 @@ def _set_threads(threads: int | None) -> None:
 @force_option
 @friendly_errors
 def compress(
-    inputs: tuple[str, ...], output: str, model: str | None, target_bpp: float | None, max_memory: str, precision: str,
-    threads: int | None, quiet: bool, force: bool,
+    inputs: tuple[str, ...], output: str, model: str | None, target_bpp: float | None, metadata: str, max_memory: str,
+    precision: str, threads: int | None, quiet: bool, force: bool,
 ) -> None:
     """Compress images (PNG, JPEG, WebP, TIFF, ...) into .cod streams.
 
@@ -161,13 +167,14 @@ def compress(
         raise cod_lite.InputError("give --model or --bpp, not both")
     name = cod_lite.model_for_bpp(target_bpp) if target_bpp is not None else model or "default"
     _set_threads(threads)
+    kinds = metadata_kinds(metadata)
     jobs = _jobs(inputs, output, ".cod")
     codec = cod_lite.load_model(name, max_memory=max_memory, precision=precision)
 
     def work(source: str, target: str) -> str:
         if target != STDIO:
             check_target(target, overwrite=force)
-        data = codec.encode(read_image(source))
+        data = codec.encode(read_input(source) if source == STDIO else source, metadata=kinds)
         write_output(target, data, overwrite=force)
         about = cod_lite.inspect(data)
         return f"{target}: {about.width}x{about.height}, {about.bytes} bytes, {about.bpp:.4f} bpp ({codec.name})"
@@ -186,6 +193,7 @@ def compress(
 )
 @click.option("--format", "image_format", default=None, metavar="EXT",
               help="Image format for stdout or a folder OUTPUT (png, jpg, webp, tif, bmp) [default: png].")
+@metadata_option("all", "What of the stream's EXIF, ICC profile and XMP to write into the image (PNG, JPEG, WebP, TIFF carry them).")
 @steps_option
 @seed_option
 @memory_option
@@ -196,7 +204,8 @@ def compress(
 @friendly_errors
 def decompress(
     inputs: tuple[str, ...], output: str, model: str | None, reference_format: bool, image_format: str | None,
-    steps: int | None, seed: int | None, max_memory: str, precision: str, threads: int | None, quiet: bool, force: bool,
+    metadata: str, steps: int | None, seed: int | None, max_memory: str, precision: str, threads: int | None,
+    quiet: bool, force: bool,
 ) -> None:
     """Decompress .cod streams into images.
 
@@ -210,6 +219,7 @@ def decompress(
         raise cod_lite.InputError(f"--format {image_format} does not match OUTPUT '{output}'; drop one of them")
     if reference_format and model is None:
         raise cod_lite.InputError("--reference-format needs --model: the authors' .cod does not name its model")
+    kinds = metadata_kinds(metadata)
     _set_threads(threads)
     jobs = _jobs(inputs, output, suffix)
 
@@ -222,10 +232,11 @@ def decompress(
             image = cod_lite.load_model(model, max_memory=budget, precision=precision).decode_reference(data, steps=steps, seed=seed)
         else:
             image = cod_lite.decode(data, model=model, max_memory=budget, steps=steps, seed=seed, precision=precision)
+        kept = {k: v for k, v in stream_metadata(image).items() if k in kinds}
         if target == STDIO:
-            write_output(STDIO, encode_image(np.asarray(image), suffix))
+            write_output(STDIO, encode_image(np.asarray(image), suffix, kept))
         else:
-            save_image(np.asarray(image), target, overwrite=force)
+            save_image(np.asarray(image), target, overwrite=force, metadata=kept)
         return f"{target}: {image.width}x{image.height}"
 
     _each(jobs, work, quiet)
@@ -243,6 +254,7 @@ def info(stream: str) -> None:
     click.echo(f"bytes:   {about.bytes} ({about.payload_bytes} payload)")
     click.echo(f"bpp:     {about.bpp:.4f}")
     click.echo(f"method:  {about.method}")
+    click.echo("metadata: " + (", ".join(f"{k} ({n} bytes)" for k, n in about.metadata.items()) or "none"))
 
 
 @cli.command()

@@ -1,19 +1,26 @@
-"""The cod-lite container v1 (docs/format.md) and the authors' reference `.cod` layout.
+"""The cod-lite container (docs/format.md) and the authors' reference `.cod` layout.
 
 The container names the model and its weights so a stream is never decoded with other weights,
-and ends in a CRC32 so corruption is reported instead of decoded into a wrong image.
+and ends in a CRC32 so corruption is reported instead of decoded into a wrong image. Version 2
+adds metadata chunks (EXIF, ICC profile, XMP) after the payload; a stream without metadata is
+written as version 1, byte for byte what earlier releases wrote.
 """
 
 from __future__ import annotations
 
 import struct
 import zlib
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
 from .errors import BitstreamError
 
 MAGIC = b"CODL"
-VERSION = 1
+VERSION = 1  # no metadata
+VERSION_METADATA = 2  # metadata chunks after the payload
+# metadata kind -> chunk tag; the kinds are also the names of --metadata and of Pillow's info keys' sources
+CHUNK_TAGS = {"exif": b"EXIF", "icc": b"ICCP", "xmp": b"XMP "}
+MAX_CHUNKS = len(CHUNK_TAGS)
 HASH_BYTES = 8
 MAX_DIMENSION = 2**31 - 1
 PAD_MODES = (0, 1)  # 0 = replicate, 1 = reflect
@@ -33,6 +40,7 @@ class StreamHeader:
     pad_mode: int
     method: int
     payload: bytes
+    metadata: Mapping[str, bytes] = field(default_factory=dict)  # kind ("exif", "icc", "xmp") -> bytes
 
 
 def _header_problem(name: bytes, header: StreamHeader) -> str | None:
@@ -49,6 +57,9 @@ def _header_problem(name: bytes, header: StreamHeader) -> str | None:
         return f"method must be in 0..255, got {header.method}"
     if header.pad_mode not in PAD_MODES:
         return f"unknown pad mode {header.pad_mode} (known: 0 = replicate, 1 = reflect)"
+    unknown = sorted(set(header.metadata) - set(CHUNK_TAGS))
+    if unknown:
+        return f"unknown metadata kind {unknown[0]!r} (known: {', '.join(CHUNK_TAGS)})"
     return None
 
 
@@ -72,16 +83,19 @@ def serialize(header: StreamHeader) -> bytes:
     problem = _header_problem(name, header)
     if problem:
         raise ValueError(problem)
+    chunks = [CHUNK_TAGS[kind] + _varint(len(data)) + bytes(data) for kind, data in header.metadata.items() if data]
+    version = VERSION_METADATA if chunks else VERSION
     body = b"".join(
         [
             MAGIC,
-            bytes([VERSION, header.method, header.pad_mode, len(name)]),
+            bytes([version, header.method, header.pad_mode, len(name)]),
             name,
             header.model_hash,
             _varint(header.width),
             _varint(header.height),
             _varint(len(header.payload)),
             header.payload,
+            bytes([len(chunks)]) + b"".join(chunks) if chunks else b"",
         ]
     )
     return body + struct.pack("<I", zlib.crc32(body))
@@ -124,8 +138,8 @@ def parse(data: bytes) -> StreamHeader:
     r = _Reader(data)
     r.take(len(MAGIC), "magic")
     version = r.take(1, "version")[0]
-    if version != VERSION:
-        raise BitstreamError(f"unsupported stream version {version}; this cod-lite reads version {VERSION}")
+    if version not in (VERSION, VERSION_METADATA):
+        raise BitstreamError(f"unsupported stream version {version}; this cod-lite reads versions {VERSION} and {VERSION_METADATA}")
     method, pad_mode, name_len = r.take(3, "header")
     name = r.take(name_len, "model name")
     model_hash = r.take(HASH_BYTES, "model hash")
@@ -133,6 +147,7 @@ def parse(data: bytes) -> StreamHeader:
     height = r.varint("height")
     payload_len = r.varint("payload length")
     payload = r.take(payload_len, "payload")
+    chunks = _read_chunks(r) if version == VERSION_METADATA else []
     crc = r.take(CRC_BYTES, "CRC32")
     if struct.unpack("<I", crc)[0] != zlib.crc32(data[: r.pos - CRC_BYTES]):
         raise BitstreamError("corrupted stream: CRC32 mismatch")
@@ -142,11 +157,33 @@ def parse(data: bytes) -> StreamHeader:
         model_name = bytes(name).decode("utf-8")
     except UnicodeDecodeError:
         raise BitstreamError("malformed stream: model name is not valid UTF-8") from None
-    header = StreamHeader(model_name, bytes(model_hash), width, height, pad_mode, method, bytes(payload))
+    header = StreamHeader(model_name, bytes(model_hash), width, height, pad_mode, method, bytes(payload), _metadata(chunks))
     problem = _header_problem(name, header)
     if problem:
         raise BitstreamError(f"malformed stream: {problem}")
     return header
+
+
+def _read_chunks(r: _Reader) -> list[tuple[bytes, bytes]]:
+    """The chunk list of a version 2 stream: a count (1..MAX_CHUNKS), then tag, varint length, data."""
+    count = r.take(1, "chunk count")[0]
+    if not 1 <= count <= MAX_CHUNKS:
+        raise BitstreamError(f"malformed stream: {count} metadata chunks (a version 2 stream has 1..{MAX_CHUNKS})")
+    return [(bytes(r.take(4, "chunk tag")), bytes(r.take(r.varint("chunk length"), "chunk data"))) for _ in range(count)]
+
+
+def _metadata(chunks: list[tuple[bytes, bytes]]) -> dict[str, bytes]:
+    """Chunks (read after the CRC check) as kind -> bytes: known tags only, each once, none empty."""
+    kinds = {tag: kind for kind, tag in CHUNK_TAGS.items()}
+    found: dict[str, bytes] = {}
+    for tag, data in chunks:
+        kind = kinds.get(tag)
+        if kind is None:
+            raise BitstreamError(f"malformed stream: unknown metadata chunk {tag!r}")
+        if kind in found or not data:
+            raise BitstreamError(f"malformed stream: metadata chunk {tag!r} {'repeated' if kind in found else 'empty'}")
+        found[kind] = data
+    return found
 
 
 def read_reference_cod(data: bytes) -> tuple[int, int, bytes]:

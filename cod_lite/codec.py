@@ -17,7 +17,7 @@ from .entropy.coding import decode_grid, encode_grid
 from .entropy.packing import unpack_indices
 from .entropy.prior import IndexPrior
 from .errors import BitstreamError, InputError
-from .image_io import ImageSource, load_image, pixel_limit
+from .image_io import ImageSource, load_image, metadata_kinds, pixel_limit, read_metadata
 from .kernels.fast import FastPath, phase_dtypes, precision_label
 from .models.config import ModelConfig
 from .models.network import CodLiteNet, to_uint8
@@ -192,11 +192,16 @@ class Codec:
         return np.ascontiguousarray(out.cpu().numpy())
 
     # -- streams ------------------------------------------------------------------------------
-    def encode(self, image: ImageSource, methods: tuple[int, ...] | None = None) -> bytes:
-        """Image (path, PIL image or HxWx3 uint8 array) -> a cod-lite v1 stream, entropy-coded with
-        whichever of `methods` (default: all the model supports) gives the smallest payload."""
+    def encode(
+        self, image: ImageSource, methods: tuple[int, ...] | None = None, metadata: str | Sequence[str] = "none"
+    ) -> bytes:
+        """Image (path, image-file bytes, PIL image or HxWx3 uint8 array) -> a cod-lite stream,
+        entropy-coded with whichever of `methods` (default: all the model supports) gives the
+        smallest payload. `metadata` ('none', 'all' or kinds of exif/icc/xmp) picks what of the
+        source's EXIF, ICC profile and XMP the stream carries (docs/format.md)."""
         pixels = load_image(image)
-        return self._stream(self.quantize(pixels), *pixels.shape[:2], methods)
+        carried = read_metadata(image, metadata_kinds(metadata))
+        return self._stream(self.quantize(pixels), *pixels.shape[:2], methods, carried)
 
     def encode_many(self, images: Sequence[ImageSource], methods: tuple[int, ...] | None = None) -> list[bytes]:
         """Streams for several images. Images of one size share network calls, as many per call as
@@ -215,7 +220,9 @@ class Codec:
             for p, grid in zip(pixels, indices)
         ]
 
-    def _stream(self, indices: np.ndarray, height: int, width: int, methods: tuple[int, ...] | None) -> bytes:
+    def _stream(
+        self, indices: np.ndarray, height: int, width: int, methods: tuple[int, ...] | None, metadata: dict[str, bytes] | None = None
+    ) -> bytes:
         method, payload = encode_grid(indices, self.model_config.codebook_bits, self.prior, methods)
         header = bitstream.StreamHeader(
             model_name=self.name,
@@ -225,6 +232,7 @@ class Codec:
             pad_mode=0,  # replicate: works for every size, 1x1 included
             method=method,
             payload=payload,
+            metadata=metadata or {},
         )
         return bitstream.serialize(header)
 
@@ -261,11 +269,15 @@ class Codec:
         return indices, header.height, header.width
 
     def decode(self, data: bytes, steps: int | None = None, seed: int | None = None) -> PIL.Image.Image:
-        """A cod-lite v1 stream -> RGB image; `steps` and `seed` as in `reconstruct` (the stream
-        does not depend on them)."""
+        """A cod-lite stream -> RGB image; `steps` and `seed` as in `reconstruct` (the stream
+        does not depend on them). Metadata the stream carries is in the image's `info` under
+        Pillow's keys ('exif', 'icc_profile', 'xmp'), so `image.save(...)` of formats that take
+        them keeps them when passed on (`image_io.save_image(..., metadata=)` does it)."""
         steps = self.steps_for(steps)
         indices, height, width = self.decode_indices(data)
-        return PIL.Image.fromarray(self.reconstruct(indices, height, width, steps=steps, seed=seed), "RGB")
+        image = PIL.Image.fromarray(self.reconstruct(indices, height, width, steps=steps, seed=seed), "RGB")
+        image.info.update({PILLOW_INFO_KEYS[k]: v for k, v in bitstream.parse(data).metadata.items()})
+        return image
 
     def decode_many(self, streams: Sequence[bytes], steps: int | None = None, seed: int | None = None) -> list[np.ndarray]:
         """HxWx3 uint8 images for several streams; like `encode_many`, images of one size share
@@ -295,6 +307,14 @@ class Codec:
         count = (height // ds) * (width // ds)
         indices = unpack_indices(payload, self.model_config.codebook_bits, count).reshape(height // ds, width // ds)
         return PIL.Image.fromarray(self.reconstruct(indices, height, width, steps=steps, seed=seed), "RGB")
+
+
+PILLOW_INFO_KEYS = {"exif": "exif", "icc": "icc_profile", "xmp": "xmp"}  # metadata kind -> PIL info key
+
+
+def stream_metadata(image: PIL.Image.Image) -> dict[str, bytes]:
+    """The metadata `decode` put into a decoded image's info, by kind (for save_image)."""
+    return {kind: image.info[key] for kind, key in PILLOW_INFO_KEYS.items() if image.info.get(key)}
 
 
 def torch_device(name: str | None) -> torch.device:

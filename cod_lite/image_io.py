@@ -12,16 +12,16 @@ import io
 import os
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 
 from .errors import InputError
-from .fileio import STDIO, atomic_write, read_input
+from .fileio import atomic_write
 
 DEFAULT_MAX_PIXELS = 100_000_000
 MAX_PIXELS_ENV = "CODLITE_MAX_PIXELS"
@@ -106,27 +106,89 @@ def save_format(path: str | os.PathLike) -> tuple[str, dict]:
     return SAVE_FORMATS[suffix]
 
 
-def save_image(image: np.ndarray, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
-    """Write an HxWx3 uint8 array atomically, in the format named by the path's suffix."""
+def save_image(
+    image: np.ndarray, path: str | os.PathLike, *, overwrite: bool = False, metadata: Mapping[str, bytes] | None = None
+) -> Path:
+    """Write an HxWx3 uint8 array atomically, in the format named by the path's suffix, with
+    `metadata` (EXIF/ICC/XMP, e.g. a decoded stream's) where that format carries it."""
     target = Path(path)
     save_format(target)  # an unknown suffix fails before anything else
     if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
         raise InputError(f"cannot save '{target}': expected an HxWx3 uint8 array, got {_describe(image)}")
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise InputError(f"cannot save '{target}': the image is empty ({image.shape[1]}x{image.shape[0]})")
-    return atomic_write(target, encode_image(image, target.suffix.lower()), overwrite=overwrite)
+    return atomic_write(target, encode_image(image, target.suffix.lower(), metadata), overwrite=overwrite)
 
 
-def read_image(source: str | os.PathLike) -> np.ndarray:
-    """`load_image` of a path, where '-' means the image file's bytes on standard input."""
-    return load_image(read_input(STDIO) if os.fspath(source) == STDIO else source)
+METADATA_KINDS = ("exif", "icc", "xmp")
+ORIENTATION_TAG = 0x0112
 
 
-def encode_image(image: np.ndarray, suffix: str) -> bytes:
-    """An HxWx3 uint8 array as the bytes of an image file in the format of `suffix` ('.png', ...)."""
+def metadata_kinds(spec: str | Sequence[str]) -> tuple[str, ...]:
+    """'all', 'none' or a comma-separated list (or a sequence) of exif/icc/xmp -> the kinds."""
+    names = [n.strip().lower() for n in (spec.split(",") if isinstance(spec, str) else spec) if n.strip()]
+    if names in (["all"], ["none"]):
+        return METADATA_KINDS if names == ["all"] else ()
+    unknown = sorted(set(names) - set(METADATA_KINDS))
+    if unknown:
+        raise InputError(f"unknown metadata kind {unknown[0]!r}: use all, none, or a list of {', '.join(METADATA_KINDS)}")
+    return tuple(k for k in METADATA_KINDS if k in names)
+
+
+def read_metadata(source: ImageSource, kinds: Sequence[str] = METADATA_KINDS) -> dict[str, bytes]:
+    """The EXIF, ICC profile and XMP of an image file (path, bytes or PIL image) among `kinds`; an
+    array has none. EXIF orientation is reset to 1, since load_image applies it to the pixels."""
+    if isinstance(source, np.ndarray) or not kinds:
+        return {}
+    if isinstance(source, Image.Image):
+        return _metadata_of(source, kinds)
+    try:
+        with _pillow_limit(None), Image.open(io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source) as image:
+            return _metadata_of(image, kinds)
+    except (OSError, SyntaxError, ValueError):
+        return {}  # load_image reports unreadable input with its reason
+
+
+def _metadata_of(image: Image.Image, kinds: Sequence[str]) -> dict[str, bytes]:
+    found: dict[str, bytes] = {}
+    if "exif" in kinds:
+        exif = image.getexif()
+        if len(exif):
+            if ORIENTATION_TAG in exif:
+                exif[ORIENTATION_TAG] = 1
+            found["exif"] = exif.tobytes()
+    if "icc" in kinds and image.info.get("icc_profile"):
+        found["icc"] = bytes(image.info["icc_profile"])
+    xmp = image.info.get("xmp")
+    if "xmp" in kinds and xmp:
+        found["xmp"] = xmp.encode("utf-8") if isinstance(xmp, str) else bytes(xmp)
+    return found
+
+
+def metadata_save_options(fmt: str, metadata: Mapping[str, bytes]) -> dict[str, Any]:
+    """Pillow save options that write `metadata` into a PNG/JPEG/WebP/TIFF file (others carry none)."""
+    options: dict[str, Any] = {}
+    if fmt not in ("PNG", "JPEG", "WEBP", "TIFF"):
+        return options
+    if "exif" in metadata:
+        options["exif"] = metadata["exif"]
+    if "icc" in metadata:
+        options["icc_profile"] = metadata["icc"]
+    if "xmp" in metadata and fmt in ("JPEG", "WEBP"):
+        options["xmp"] = metadata["xmp"]
+    elif "xmp" in metadata and fmt == "PNG":
+        info = PngImagePlugin.PngInfo()
+        info.add_itxt("XML:com.adobe.xmp", metadata["xmp"].decode("utf-8", errors="replace"))
+        options["pnginfo"] = info
+    return options
+
+
+def encode_image(image: np.ndarray, suffix: str, metadata: Mapping[str, bytes] | None = None) -> bytes:
+    """An HxWx3 uint8 array as the bytes of an image file in the format of `suffix` ('.png', ...),
+    carrying `metadata` (kind -> bytes) where the format can."""
     fmt, options = save_format(f"image{suffix}")
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(image)).save(buffer, format=fmt, **options)
+    Image.fromarray(np.ascontiguousarray(image)).save(buffer, format=fmt, **options, **metadata_save_options(fmt, metadata or {}))
     return buffer.getvalue()
 
 

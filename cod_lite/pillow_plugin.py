@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import IO, Any
 
-import numpy as np
 from PIL import Image, ImageFile
 
 from . import bitstream
+from .codec import PILLOW_INFO_KEYS
 
 FORMAT = "COD"
 MIME = "image/x-cod-lite"
@@ -35,6 +35,7 @@ class CodImageFile(ImageFile.ImageFile):
         self._size = (header.width, header.height)
         self._mode = "RGB"
         self.info["cod_model"] = header.model_name
+        self.info.update({PILLOW_INFO_KEYS[k]: v for k, v in header.metadata.items()})  # exif, icc_profile, xmp
         self.tile = []
 
     def load(self) -> Any:
@@ -48,12 +49,13 @@ class CodImageFile(ImageFile.ImageFile):
 
 
 def _save(image: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
-    """Options: model (name or path, default 'default'), precision (auto/fp32/bf16)."""
-    from .codec import encode
+    """Options: model (name or path, default 'default'), precision (auto/fp32/bf16), metadata
+    ('none' by default, 'all', or kinds of exif/icc/xmp: taken from the image's own EXIF and info)."""
+    from .codec import load_model
 
     options = image.encoderinfo
-    pixels = np.asarray(image.convert("RGB"))
-    fp.write(encode(pixels, options.get("model", "default"), precision=options.get("precision", "auto")))
+    codec = load_model(options.get("model", "default"), precision=options.get("precision", "auto"))
+    fp.write(codec.encode(image.convert("RGB") if image.mode != "RGB" else image, metadata=options.get("metadata", "none")))
 
 
 def register() -> None:

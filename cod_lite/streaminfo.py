@@ -22,6 +22,7 @@ class StreamInfo:
     payload_bytes: int
     method: str  # entropy-coding method, by name
     model_installed: bool
+    metadata: dict[str, int]  # metadata kind ("exif", "icc", "xmp") -> its bytes in the stream
 
     @property
     def bpp(self) -> float:
@@ -45,4 +46,5 @@ def inspect(data: bytes) -> StreamInfo:
         payload_bytes=len(header.payload),
         method=METHOD_NAMES.get(header.method, f"method {header.method} (unknown to this version)"),
         model_installed=installed,
+        metadata={kind: len(data) for kind, data in header.metadata.items()},
     )

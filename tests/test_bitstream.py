@@ -138,8 +138,8 @@ def test_wrong_magic(data):
 
 
 def test_unsupported_version():
-    with pytest.raises(BitstreamError, match="version 2.*version 1"):
-        parse(raw_stream(version=2))
+    with pytest.raises(BitstreamError, match="version 3.*versions 1 and 2"):
+        parse(raw_stream(version=3))
 
 
 def test_truncations_are_rejected():
