@@ -1,13 +1,15 @@
-"""Fuzz the stream parser and entropy decoders with mutated streams (hypothesis).
+"""Fuzz the stream parser, the metadata chunks, the stream inspector and the entropy decoders
+with mutated streams (hypothesis).
 
-    python benchmarks/fuzz.py [--examples 10000]
+    python benchmarks/fuzz.py [--examples 100000]
 
-Seeds are valid streams of every method (fixed-length, static prior, context prior) from a small
-random-weight model with a fitted prior. Hypothesis mutates them (bit flips, byte overwrites,
-truncation, insertion, appended bytes), and half the time re-computes the CRC32 so the mutation
-reaches the entropy decoder. Every input must decode to a valid index grid or raise
-BitstreamError, within a time bound; anything else is a failure. Prints counts per outcome,
-the slowest input and the peak traced memory.
+Seeds are valid streams of every method (fixed-length, static prior, context prior), with and
+without metadata chunks (container v2), from a small random-weight model with a fitted prior.
+Hypothesis mutates them (bit flips, byte overwrites, truncation, insertion, appended bytes), and
+half the time re-computes the CRC32 so the mutation reaches the chunk parser and the entropy
+decoder. Every input must inspect and decode to a valid index grid or raise BitstreamError,
+within a time bound; anything else is a failure. Prints counts per outcome, the slowest input,
+the peak traced memory and the process's peak RSS.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import collections
 import re
+import resource
 import struct
 import time
 import tracemalloc
@@ -24,6 +27,7 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import cod_lite
 from cod_lite import bitstream
 from cod_lite.codec import Codec
 from cod_lite.entropy.coding import METHOD_CONTEXT, METHOD_FIXED, METHOD_STATIC, encode_grid
@@ -47,11 +51,13 @@ def make_codec() -> Codec:
 def seed_streams(codec: Codec) -> list[bytes]:
     rng = np.random.default_rng(1)
     seeds = []
+    metadata = ({}, {"icc": bytes(range(40))}, {"exif": b"II*\x00" + bytes(12), "icc": b"p" * 9, "xmp": b"<x/>"})
     for method in (METHOD_FIXED, METHOD_STATIC, METHOD_CONTEXT):
-        for height, width in ((192, 256), (17, 33), (1, 1)):
+        for (height, width), chunks in zip(((192, 256), (17, 33), (1, 1)), metadata):
             grid = np.clip(np.cumsum(rng.integers(-3, 4, size=(-(-height // 16), -(-width // 16))), axis=1) + 128, 0, 255)
             _, payload = encode_grid(grid, 8, codec.prior, (method,))
-            seeds.append(bitstream.serialize(bitstream.StreamHeader("fuzz", codec.identity, width, height, 0, method, payload)))
+            for carried in (chunks, metadata[2]):
+                seeds.append(bitstream.serialize(bitstream.StreamHeader("fuzz", codec.identity, width, height, 0, method, payload, carried)))
     return seeds
 
 
@@ -98,6 +104,8 @@ def main() -> None:
         data = mutate(seed, ops, fix_crc)
         start = time.perf_counter()
         try:
+            about = cod_lite.inspect(data)
+            assert about.bytes == len(data) and set(about.metadata) <= set(bitstream.CHUNK_TAGS)
             grid, height, width = codec.decode_indices(data)
             assert grid.min() >= 0 and grid.max() < 256, "index out of range"
             outcomes["decoded"] += 1
@@ -112,7 +120,9 @@ def main() -> None:
     fuzz()
     total = time.perf_counter() - start
     peak = tracemalloc.get_traced_memory()[1]
-    print(f"{sum(outcomes.values())} mutated streams in {total:.1f} s; slowest {slowest[0] * 1e3:.1f} ms; peak traced memory {peak / 2**20:.1f} MiB")
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+    print(f"{sum(outcomes.values())} mutated streams ({len(seeds)} seeds) in {total:.1f} s; slowest {slowest[0] * 1e3:.1f} ms; "
+          f"peak traced memory {peak / 2**20:.1f} MiB; peak RSS {rss:.0f} MiB")
     for outcome, count in outcomes.most_common():
         print(f"  {count:6d}  {outcome}")
     print("no crash, hang or unexpected exception")

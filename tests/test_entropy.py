@@ -186,3 +186,33 @@ def test_cli_fit_prior_and_info(parity_weights, tmp_path):
     assert again.returncode != 0 and "exists" in again.stderr and "Traceback" not in again.stderr
     empty = subprocess.run(["codlite", "fit-prior", str(parity_weights), str(tmp_path / "nothing"), "-o", str(tmp_path / "x.safetensors")], capture_output=True, text=True)
     assert empty.returncode != 0 and "no images" in empty.stderr
+
+
+@pytest.mark.parametrize("method", [METHOD_STATIC, METHOD_CONTEXT])
+def test_the_most_compressible_grid_still_meets_the_payload_floor(method):
+    """A constant grid of the likeliest index is the shortest payload the bundled prior can make;
+    it decodes, and a payload cut below the floor is refused before any decoding."""
+    from cod_lite.entropy.coding import min_payload_bytes
+
+    prior = cod_lite.load_model("default").prior
+    likeliest = int(np.argmax(prior.static_frequencies()))
+    grid = np.full((300, 420), likeliest, dtype=np.int64)
+    _, payload = encode_grid(grid, 8, prior, (method,))
+    assert len(payload) >= min_payload_bytes(grid.size, 256) > 100
+    np.testing.assert_array_equal(decode_grid(method, payload, grid.shape, 8, prior), grid)
+    with pytest.raises(BitstreamError, match="too short"):
+        decode_grid(method, payload[:8], (3000, 4200), 8, prior)
+
+
+def test_chunked_context_coding_equals_one_table_per_pass(fitted, monkeypatch):
+    """Frequencies are built CHUNK positions at a time (bounded memory); the bytes do not depend on it."""
+    from cod_lite.entropy import coding
+
+    k, prior, rng = fitted
+    grid = smooth_grid(rng, 90, 130, k)
+    bits = k.bit_length() - 1
+    _, whole = encode_grid(grid, bits, prior, (METHOD_CONTEXT,))
+    monkeypatch.setattr(coding, "CHUNK", 97)
+    _, chunked = encode_grid(grid, bits, prior, (METHOD_CONTEXT,))
+    assert chunked == whole
+    np.testing.assert_array_equal(decode_grid(METHOD_CONTEXT, whole, grid.shape, bits, prior), grid)

@@ -12,13 +12,14 @@ import numpy as np
 
 from ..errors import BitstreamError
 from .packing import pack_indices, packed_size, unpack_indices
-from .prior import PASSES, IndexPrior, pad_grid, pass_positions
+from .prior import FREQ_BITS, PASSES, IndexPrior, pad_grid, pass_positions
 
 METHOD_FIXED = 0
 METHOD_STATIC = 1
 METHOD_CONTEXT = 2
 METHOD_NAMES = {METHOD_FIXED: "fixed-length", METHOD_STATIC: "static prior", METHOD_CONTEXT: "context prior"}
 DIGEST_BYTES = 4
+CHUNK = 1 << 15  # positions whose (CHUNK, K) frequency table is built at once: bounds coding memory
 _FAMILY = constriction.stream.model.Categorical(perfect=False)
 
 
@@ -39,9 +40,11 @@ def _range_encode(grid: np.ndarray, prior: IndexPrior, method: int) -> bytes:
             symbols = grid[rows, cols].astype(np.int32)
             if name == "A":
                 encoder.encode(symbols, _static_model(prior))
-            else:
-                freqs = prior.frequencies(padded, rows, cols, name).astype(np.float64)
-                encoder.encode(symbols, _FAMILY, freqs)
+                continue
+            for at in range(0, len(rows), CHUNK):  # one symbol stream: the same bytes as one call
+                part = slice(at, at + CHUNK)
+                freqs = prior.frequencies(padded, rows[part], cols[part], name).astype(np.float64)
+                encoder.encode(symbols[part], _FAMILY, freqs)
     words = encoder.get_compressed().astype("<u4")
     return prior.digest + words.tobytes()
 
@@ -65,11 +68,24 @@ def _range_decode(payload: bytes, shape: tuple[int, int], prior: IndexPrior, met
             continue
         if name == "A":
             symbols = decoder.decode(_static_model(prior), len(rows))
-        else:
-            symbols = decoder.decode(_FAMILY, prior.frequencies(padded, rows, cols, name).astype(np.float64))
+        else:  # a pass's contexts lie in earlier passes, so its chunks decode in any grouping
+            symbols = np.concatenate([
+                decoder.decode(_FAMILY, prior.frequencies(padded, rows[at : at + CHUNK], cols[at : at + CHUNK], name).astype(np.float64))
+                for at in range(0, len(rows), CHUNK)
+            ])
         grid[rows, cols] = symbols
         padded[rows + 1, cols + 1] = symbols
     return grid
+
+
+def min_payload_bytes(count: int, codebook_size: int) -> int:
+    """Fewest payload bytes a range-coded grid of `count` indices can have: in every context the most
+    likely symbol has frequency 2**FREQ_BITS and each other one at least 1 (prior.py), so every
+    index costs at least -log2(2**15 / (2**15 + K - 1)) bits (0.011 for K = 256). A stream below
+    this declares a larger image than its payload can describe: refused before decoding, so a
+    60-byte stream cannot make the decoder work through 100 megapixels."""
+    bits = count * -np.log2((1 << FREQ_BITS) / ((1 << FREQ_BITS) + codebook_size - 1))
+    return DIGEST_BYTES + max(0, int(bits * 0.9 / 8) - 8)  # 10 % and two words of slack for the coder's rounding
 
 
 def encode_grid(grid: np.ndarray, bits: int, prior: IndexPrior | None, methods: tuple[int, ...] | None = None) -> tuple[int, bytes]:
@@ -106,6 +122,11 @@ def decode_grid(method: int, payload: bytes, shape: tuple[int, int], bits: int, 
     # bounding the payload keeps a hostile stream from making us decode far more than it holds.
     if len(payload) > DIGEST_BYTES + packed_size(shape[0] * shape[1], 24) + 8:
         raise BitstreamError(f"malformed payload: {len(payload)} bytes is more than {shape[0]}x{shape[1]} indices can need")
+    if len(payload) < min_payload_bytes(shape[0] * shape[1], prior.codebook_size):
+        raise BitstreamError(
+            f"malformed payload: {len(payload)} bytes is too short for {shape[0]}x{shape[1]} indices "
+            f"(at least {min_payload_bytes(shape[0] * shape[1], prior.codebook_size)})"
+        )
     try:
         return _range_decode(payload, shape, prior, method)
     except (AssertionError, ValueError, RuntimeError) as e:  # constriction's reports of impossible data
