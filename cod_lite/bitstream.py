@@ -49,10 +49,10 @@ def _header_problem(name: bytes, header: StreamHeader) -> str | None:
         return f"model name must be 1..255 UTF-8 bytes, got {len(name)}"
     if len(header.model_hash) != HASH_BYTES:
         return f"model hash must be {HASH_BYTES} bytes, got {len(header.model_hash)}"
-    for field in ("width", "height"):
-        value = getattr(header, field)
+    for side in ("width", "height"):
+        value = getattr(header, side)
         if not 1 <= value <= MAX_DIMENSION:
-            return f"{field} must be in 1..{MAX_DIMENSION}, got {value}"
+            return f"{side} must be in 1..{MAX_DIMENSION}, got {value}"
     if not 0 <= header.method <= 255:
         return f"method must be in 0..255, got {header.method}"
     if header.pad_mode not in PAD_MODES:
@@ -198,7 +198,7 @@ def read_reference_cod(data: bytes) -> tuple[int, int, bytes]:
 
 def write_reference_cod(width: int, height: int, payload: bytes) -> bytes:
     """The authors' layout, for exchanging streams with the reference code (no model identity, no check)."""
-    for field, value in (("width", width), ("height", height)):
+    for side, value in (("width", width), ("height", height)):
         if not 1 <= value <= REFERENCE_MAX_DIMENSION:
-            raise ValueError(f"reference .cod {field} must be in 1..{REFERENCE_MAX_DIMENSION}, got {value}")
+            raise ValueError(f"reference .cod {side} must be in 1..{REFERENCE_MAX_DIMENSION}, got {value}")
     return struct.pack("<HH", width, height) + bytes(payload)

@@ -21,7 +21,7 @@ from cod_lite.errors import CheckpointError, ModelNotFoundError
 from cod_lite.perceptual import LPIPS
 from cod_lite.perceptual.weights import PACK_FOLDER, training_pack
 from cod_lite.train.data import write_crop_set
-from cod_lite.train.gpu_session import OUT_FILES, build_perceptual, check_total, session_command
+from tools.gpu_session import OUT_FILES, build_perceptual, check_total, session_command
 from cod_lite.weights import load_weights
 
 from .conftest import write_photos

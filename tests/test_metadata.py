@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import io
 
-import numpy as np
 import pytest
 from click.testing import CliRunner
 from PIL import Image, ImageCms
 
-import cod_lite
 from cod_lite import bitstream
 from cod_lite.errors import BitstreamError, InputError
 from cod_lite.image_io import metadata_kinds

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from cod_lite.errors import CheckpointError, InputError, ModelNotFoundError
-from cod_lite.perceptual import DISTS, LPIPS, fetch_perceptual_weights, perceptual_weights_available
+from cod_lite.perceptual import DISTS, LPIPS, perceptual_weights_available
 from cod_lite.perceptual.lpips import _unit_normalise
 from cod_lite.perceptual.weights import (
     DISTS_PYTORCH,

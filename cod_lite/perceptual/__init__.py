@@ -15,9 +15,10 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .dists import DISTS
-    from .lpips import LPIPS
-    from .weights import fetch_perceptual_weights, perceptual_weights_available
+    from .dists import DISTS as DISTS
+    from .lpips import LPIPS as LPIPS
+    from .weights import fetch_perceptual_weights as fetch_perceptual_weights
+    from .weights import perceptual_weights_available as perceptual_weights_available
 
 # Resolved on first use, so that `python -m cod_lite.perceptual.weights` does not find its
 # own module already imported by this package (runpy warns about that).

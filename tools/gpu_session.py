@@ -1,8 +1,8 @@
 """The prepared GPU session (issue 16): one device call that turns a lent GPU into training.
 
-    python -m cod_lite.train.gpu_session prepare --out runs/gpu_carry   # here, once: the carry folder
-    python -m cod_lite.train.gpu_session command                       # the device command, size-checked
-    python -m cod_lite.train.gpu_session run --carry runs/gpu_carry --out $OUT   # what that command runs
+    python -m tools.gpu_session prepare --out runs/gpu_carry   # here, once: the carry folder
+    python -m tools.gpu_session command                       # the device command, size-checked
+    python -m tools.gpu_session run --carry runs/gpu_carry --out $OUT   # what that command runs
 
 A lent machine takes the working tree plus carried folders (64 MiB in all), has no network, and
 lacks constriction and platformdirs. The carry folder holds their wheels, a JPEG crop set of the
@@ -33,8 +33,8 @@ import time
 import traceback
 from pathlib import Path
 
-from ..errors import CodLiteError, InputError, exit_status
-from ..fileio import atomic_write
+from cod_lite.errors import CodLiteError, InputError, exit_status
+from cod_lite.fileio import atomic_write
 
 MIB = 2**20
 TREE_LIMIT = 64 * MIB  # what one device call carries: the working tree + carried paths
@@ -65,7 +65,7 @@ KEPT = ("stage", "l1", "lpips_vgg", "lpips_alex", "t0_fraction", "align", "disti
 
 COMMAND = (
     "{python} -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target {site} {carry}/wheels/*.whl"
-    " && export PYTHONPATH={site}${{PYTHONPATH:+:$PYTHONPATH}} && PYTHONUNBUFFERED=1 {python} -m cod_lite.train.gpu_session run"
+    " && export PYTHONPATH={site}${{PYTHONPATH:+:$PYTHONPATH}} && PYTHONUNBUFFERED=1 {python} -m tools.gpu_session run"
     ' --carry {carry} --out "$OUT" --minutes {minutes}{extra}'
 )
 DEVICE_TIMEOUT_S = 570  # the device call's timeout_s; --minutes 9 leaves 30 s for $OUT to come back
@@ -104,7 +104,7 @@ def download_wheels(dest: Path, python_version: str) -> None:
 
 def build_perceptual(home: Path, cache_dir: str | os.PathLike | None = None) -> Path:
     """`home`/perceptual: the exact manifest and LPIPS heads, and the int8 backbone pack."""
-    from ..perceptual.weights import verified_path, write_training_pack
+    from cod_lite.perceptual.weights import verified_path, write_training_pack
 
     folder = home / "perceptual"
     write_training_pack(folder, cache_dir)
@@ -119,7 +119,7 @@ def prepare(
 ) -> int:
     """Build the carry folder; the crop set gets what the 64 MiB limit leaves (at most `crops_mb`).
     Returns the total bytes a call would carry; fails if that exceeds the limit less the margin."""
-    from .data import write_crop_set
+    from cod_lite.train.data import write_crop_set
 
     out = Path(out)
     if out.exists() and any(out.iterdir()):
@@ -154,10 +154,10 @@ def pack_deviation(images: str | os.PathLike, home: Path, count: int = 6) -> str
     import numpy as np
     import torch
 
-    from ..codec import load_model
-    from ..image_io import find_images, load_image
-    from ..perceptual import LPIPS
-    from ..perceptual.weights import training_pack
+    from cod_lite.codec import load_model
+    from cod_lite.image_io import find_images, load_image
+    from cod_lite.perceptual import LPIPS
+    from cod_lite.perceptual.weights import training_pack
 
     codec, refs, decoded = load_model("default"), [], []
     for path in find_images(images)[:count]:
@@ -230,7 +230,7 @@ class Session:
 
     def export(self, job: str, ema_file: Path, step: int, record: dict) -> None:
         """fp16 copy of the EMA weights as $OUT/<job>.safetensors, if the limits allow it."""
-        from .export import export
+        from cod_lite.train.export import export
 
         target = self.out / f"{job}.safetensors"
         others = [p for p in self.out.iterdir() if p != target and not p.name.startswith(".")]
@@ -250,9 +250,9 @@ class Session:
 def job_settings(job: Job, carry: Path, work: Path, args: argparse.Namespace, deadline: float) -> tuple:
     """-> (TrainSettings, ModelConfig, record) for a job: config from the model file, objective
     from its record, speed and budget from the session."""
-    from ..weights import load_weights
-    from ..zoo import resolve
-    from .loop import TrainSettings
+    from cod_lite.weights import load_weights
+    from cod_lite.zoo import resolve
+    from cod_lite.train.loop import TrainSettings
 
     init = resolve(job.name)
     config, _, meta = load_weights(init)
@@ -282,7 +282,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ["TQDM_DISABLE"] = "1"  # progress bars would fill the device call's 12,000-character output tail
     import torch
 
-    from .loop import hardware, train
+    from cod_lite.train.loop import hardware, train
 
     session.log(f"python {sys.version.split()[0]}, torch {torch.__version__}, {hardware()}, device {args.device}, "
                 f"budget {args.minutes} min")
@@ -331,7 +331,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m cod_lite.train.gpu_session", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.gpu_session", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("prepare", help="build the carry folder (here)")
     p.add_argument("--out", default="runs/gpu_carry")
