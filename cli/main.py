@@ -258,9 +258,16 @@ def info(stream: str) -> None:
 
 
 @cli.command()
+@click.option("--official", is_flag=True, help="List the authors' released models instead (used by name as official:RATE).")
 @friendly_errors
-def models() -> None:
+def models(official: bool) -> None:
     """List the models this machine can use (bundled and imported)."""
+    if official:
+        for name, stem, size in cod_lite.official_models():
+            state = f"imported, {size / 2**20:.0f} MiB" if size is not None else "not downloaded (fetched on first use)"
+            click.echo(f"{name:20s} {stem + '.pt':26s} {state}")
+        click.echo("(from huggingface.co/zhaoyangjia/CoD_Lite; the weights' terms are the authors')")
+        return
     found = cod_lite.available_models()
     for m in found:
         c = m.config
@@ -275,7 +282,7 @@ def models() -> None:
 @click.option("--config", "config", required=True, help="The authors' YAML published with the checkpoint.")
 @click.option("--output", "-o", default=None, help="Weight file to write (default: install into the user model folder).")
 @click.option("--name", default=None, help="Model name recorded in the file and in streams (default: file stem).")
-@click.option("--encoder-channels", default=128, show_default=True, help="Condition-encoder width (official: 128).")
+@click.option("--encoder-channels", type=int, default=None, help="Condition-encoder width [default: read from the checkpoint; official: 128].")
 @click.option("--prior-data", default=None, help="Image folder to fit an index prior on (smaller files; see fit-prior).")
 @force_option
 @friendly_errors
@@ -284,7 +291,7 @@ def import_official(
     config: str,
     output: str | None,
     name: str | None,
-    encoder_channels: int,
+    encoder_channels: int | None,
     prior_data: str | None,
     force: bool,
 ) -> None:

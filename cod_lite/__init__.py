@@ -15,6 +15,7 @@ from .pillow_plugin import register as register_pillow
 from .prior_fit import fit_prior
 from .streaminfo import StreamInfo, inspect
 from .zoo import available_models, model_for_bpp, user_model_dir
+from .zoo.hub import listing as official_models
 
 register_pillow()
 
@@ -39,6 +40,7 @@ __all__ = [
     "inspect",
     "load_model",
     "model_for_bpp",
+    "official_models",
     "register_pillow",
     "set_threads",
     "user_model_dir",

@@ -188,21 +188,27 @@ def import_official(
     checkpoint: str | os.PathLike,
     config: str | os.PathLike | Mapping[str, Any],
     output: str | os.PathLike,
-    encoder_channels: int = 128,
+    encoder_channels: int | None = None,
     *,
     name: str | None = None,
+    source: Mapping[str, Any] | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Convert an official CoD-Lite checkpoint + its config into one cod-lite weight file; the
-    pre-trained (multi-step) model is marked with its sampler, so `--steps` can run it."""
+    pre-trained (multi-step) model is marked with its sampler, so `--steps` can run it. The
+    condition encoder's width is read from the checkpoint unless given. `source`
+    (e.g. repository, revision, sha256 of the download) is recorded in the file's info."""
     output = Path(output)
-    model_config = config_from_official(read_official_config(config), name or output.stem, encoder_channels)
     state, prefix = read_checkpoint(checkpoint)
+    if encoder_channels is None:  # the authors' is 128; a checkpoint says its own
+        stem = state.get("y_embedder.encoder.conv_in.weight")
+        encoder_channels = int(stem.shape[0]) if stem is not None and stem.ndim == 4 else 128
+    model_config = config_from_official(read_official_config(config), name or output.stem, encoder_channels)
     sampling = read_official_sampler(config) if prefix in MULTI_STEP_PREFIXES else None
     net = CodLiteNet(model_config)
     check_state(net, state)
     net.load_state_dict(state, strict=True)
-    info = {"source": "official checkpoint", "checkpoint": Path(checkpoint).name, "prefix": prefix}
+    info = {"source": "official checkpoint", "checkpoint": Path(checkpoint).name, "prefix": prefix, **(source or {})}
     if sampling is not None:
         info["source"] = "official pre-trained (multi-step) checkpoint; layout derived, unverified (docs/parity.md)"
     return save_weights(output, model_config, net.state_dict(), info=info, sampling=sampling, overwrite=overwrite)

@@ -63,9 +63,11 @@ def test_missing_and_mis_shaped_keys_are_named(tmp_path):
     assert not (tmp_path / "m.safetensors").exists()
 
 
-def test_wrong_encoder_width_is_refused(tmp_path, official_pt):
+def test_wrong_encoder_width_is_refused_and_the_default_reads_it(tmp_path, official_pt):
     with pytest.raises(CheckpointError, match="mis-shaped"):
-        cod_lite.import_official(official_pt, ARGS, tmp_path / "m.safetensors")  # default width 128
+        cod_lite.import_official(official_pt, ARGS, tmp_path / "m.safetensors", encoder_channels=128)
+    path = cod_lite.import_official(official_pt, ARGS, tmp_path / "m.safetensors")  # width read from the checkpoint: 32
+    assert cod_lite.load_model(path).model_config.encoder_channels == 32
 
 
 def test_checkpoint_without_codec_keys(tmp_path):

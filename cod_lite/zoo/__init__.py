@@ -61,6 +61,10 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
     """A weight-file path for a model name, the alias 'default', or a path."""
     text = os.fspath(name_or_path)
     name = DEFAULT_MODEL if text == "default" else text
+    if name.startswith("official:"):
+        from .hub import fetch
+
+        return fetch(name)
     for info in available_models():
         if info.name == name:
             return info.path
