@@ -61,7 +61,7 @@ memory_option = click.option(
 
 precision_option = click.option(
     "--precision",
-    type=click.Choice(["auto", "fp32", "bf16"]),
+    type=click.Choice(cod_lite.PRECISIONS),
     default="auto",
     show_default=True,
     help="Network arithmetic: fp32 is exact; auto is bf16 where the CPU/GPU has it natively (docs/performance.md). Streams decode in any precision.",

@@ -10,6 +10,7 @@ from .batch import ConvertSummary, convert
 from .codec import Codec, decode, encode, load_model, set_threads
 from .evaluate import Evaluation, evaluate
 from .errors import BitstreamError, CheckpointError, CodLiteError, InputError, ModelNotFoundError, OutputError
+from .kernels.fast import PRECISIONS
 from .official import import_official
 from .pillow_plugin import register as register_pillow
 from .prior_fit import fit_prior
@@ -20,6 +21,7 @@ from .zoo.hub import listing as official_models
 register_pillow()
 
 __all__ = [
+    "PRECISIONS",
     "BitstreamError",
     "CheckpointError",
     "Codec",

@@ -22,6 +22,7 @@ VERSION_METADATA = 2  # metadata chunks after the payload
 CHUNK_TAGS = {"exif": b"EXIF", "icc": b"ICCP", "xmp": b"XMP "}
 MAX_CHUNKS = len(CHUNK_TAGS)
 HASH_BYTES = 8
+MAX_NAME_BYTES = 255  # the name's length is one byte
 MAX_DIMENSION = 2**31 - 1
 PAD_MODES = (0, 1)  # 0 = replicate, 1 = reflect
 MAX_VARINT_BYTES = 5
@@ -45,8 +46,8 @@ class StreamHeader:
 
 def _header_problem(name: bytes, header: StreamHeader) -> str | None:
     """Why a header cannot be stored, or None; shared so serialize and parse accept the same set."""
-    if not 1 <= len(name) <= 255:
-        return f"model name must be 1..255 UTF-8 bytes, got {len(name)}"
+    if not 1 <= len(name) <= MAX_NAME_BYTES:
+        return f"model name must be 1..{MAX_NAME_BYTES} UTF-8 bytes, got {len(name)}"
     if len(header.model_hash) != HASH_BYTES:
         return f"model hash must be {HASH_BYTES} bytes, got {len(header.model_hash)}"
     for side in ("width", "height"):

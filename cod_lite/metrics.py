@@ -18,8 +18,9 @@ import numpy as np
 import torch
 
 from .errors import InputError
+from .models.config import PATCH_SIZE
 
-PATCH_GRID = 16  # side of the decoder's patches (the per-pixel head works on 16x16 cells)
+PATCH_GRID = PATCH_SIZE  # the decoder's patches: where its grid and stamp would show
 BT601 = (0.299, 0.587, 0.114)  # luma weights of R, G, B
 MS_SSIM_MIN_SIDE = 160  # 11-pixel window after four halvings
 LPIPS_ALEX_MIN_SIDE = 31  # AlexNet's stride-4 stem and three max-pools leave nothing below this
@@ -141,7 +142,7 @@ def patch_pattern(image: np.ndarray, grid: int = PATCH_GRID) -> float:
     return float(np.sqrt(np.mean((cell - cell.mean()) ** 2)))
 
 
-COLOUR_BLOCK = 16  # side of the regions whose colours colour_error compares
+COLOUR_BLOCK = PATCH_SIZE  # side of the regions whose colours colour_error compares (one patch)
 _D65_WHITE = np.array([0.95047, 1.0, 1.08883])
 _SRGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375],
                          [0.2126729, 0.7151522, 0.0721750],

@@ -32,11 +32,11 @@ import torch
 
 from .errors import InputError
 from .models.condition_codec import WINDOW
-from .models.config import ModelConfig
+from .models.config import PATCH_SIZE, ModelConfig
 from .models.network import CodLiteNet, to_uint8
 
 DEFAULT_MAX_MEMORY = 4 << 30  # measured: an 8K image with the default model peaks at 3.2 GiB RSS (decode), process included
-PATCH = 16
+PATCH = PATCH_SIZE
 _SCORES = WINDOW * WINDOW * 4  # bytes of one latent cell's attention scores: an upper bound (SDPA's math kernel keeps them; the flash kernel it uses now does not)
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 

@@ -235,16 +235,16 @@ def test_seam_loss_sees_only_the_steps_across_patch_borders():
     assert seam_loss(target, offset, 16) == 0  # one-sided: borders smoother than the photo's cost nothing
 
 
-def test_patch_pattern_is_what_every_patch_shares():
-    from cod_lite.train.stages import patch_pattern
+def test_mean_patch_is_what_every_patch_shares():
+    from cod_lite.train.stages import mean_patch
 
     photo = torch.rand(2, 3, 64, 48)
     stamp = torch.zeros(16, 16)
     stamp[::2] = 0.25  # hatching: every other row of every patch brighter
     stamped = photo + stamp.repeat(4, 3)
-    found = patch_pattern(stamped, 16) - patch_pattern(photo, 16)
+    found = mean_patch(stamped, 16) - mean_patch(photo, 16)
     assert torch.allclose(found, (stamp - stamp.mean()).expand_as(found), atol=1e-6)
-    assert patch_pattern(torch.full((1, 3, 32, 32), 0.7), 16).abs().max() < 1e-6  # a flat image has none
+    assert mean_patch(torch.full((1, 3, 32, 32), 0.7), 16).abs().max() < 1e-6  # a flat image has none
 
 
 def test_refiner_only_trains_the_refiner_at_its_own_rate(folder, tmp_path):

@@ -7,7 +7,10 @@ import json
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from ..bitstream import MAX_NAME_BYTES
+
 SUPPORTED_DS = (4, 8, 16, 32)
+PATCH_SIZE = 16  # side of the denoiser's patches: the per-pixel head works on 16x16 cells
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,7 @@ class ModelConfig:
     hidden_size_x: int = 32
     num_blocks: int = 24
     num_cond_blocks: int = 21
-    patch_size: int = 16
+    patch_size: int = PATCH_SIZE
     in_channels: int = 3
     mlp_ratio: float = 4.0
     encoder_channels: int = 128
@@ -36,16 +39,16 @@ class ModelConfig:
     refine_channels: int = 0
 
     def __post_init__(self) -> None:
-        if not 1 <= len(self.name.encode("utf-8")) <= 255:  # every stream carries the name
-            raise ValueError(f"model name must be 1..255 UTF-8 bytes, got {len(self.name.encode('utf-8'))}")
+        if not 1 <= len(self.name.encode("utf-8")) <= MAX_NAME_BYTES:  # every stream carries the name
+            raise ValueError(f"model name must be 1..{MAX_NAME_BYTES} UTF-8 bytes, got {len(self.name.encode('utf-8'))}")
         if self.ds not in SUPPORTED_DS:
             raise ValueError(f"ds must be one of {SUPPORTED_DS}, got {self.ds}")
         if not 1 <= self.codebook_bits <= 16:
             raise ValueError(f"codebook_bits must be in 1..16, got {self.codebook_bits}")
         if not 0 <= self.num_cond_blocks <= self.num_blocks:
             raise ValueError("num_cond_blocks must be between 0 and num_blocks")
-        if self.patch_size != 16 or self.in_channels != 3:
-            raise ValueError("only patch_size 16 and 3 input channels are supported")
+        if self.patch_size != PATCH_SIZE or self.in_channels != 3:
+            raise ValueError(f"only patch_size {PATCH_SIZE} and 3 input channels are supported")
         if self.refine_channels < 0:
             raise ValueError("refine_channels must be >= 0")
         if self.encoder_channels % 32 or self.hidden_size % 32:

@@ -20,7 +20,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from ..kernels.fast import device_has_native_bf16
+from ..kernels.fast import PRECISIONS, device_has_native_bf16
 from ..models.config import ModelConfig
 from ..models.network import CodLiteNet
 from ..models.sampling import Sampling
@@ -55,7 +55,7 @@ class TrainSettings:
     lpips_vgg: float = 0.0
     lpips_alex: float = 0.0
     seam: float = 0.0  # steps across patch borders beyond the true ones (stages.seam_loss)
-    pattern: float = 0.0  # L1 between the mean patches of output and target (stages.patch_pattern)
+    pattern: float = 0.0  # L1 between the mean patches of output and target (stages.mean_patch)
     colour: float = 0.0  # L1 between 16x16 region means of output and target (stages.region_colours)
     input_noise: float = 0.0  # one-step stages: x_t = this * N(0, 1) instead of 0 (a texture source; experimental)
     refine_lr_scale: float = 1.0  # the seam refiner's learning rate relative to --lr (it starts at zero)
@@ -91,7 +91,6 @@ class TrainSettings:
         return self.freeze_encoder or self.refiner_only
 
 
-PRECISION_CHOICES = ("auto", "fp32", "bf16")
 
 
 def lr_factor(step: int, settings: TrainSettings, time_progress: float | None = None) -> float:
@@ -151,8 +150,8 @@ def hardware() -> str:
 def train(settings: TrainSettings, config: ModelConfig, on_save: Callable[[Path, int], None] | None = None) -> Path:
     """Run (or resume) a stage until --steps, --max-minutes or the deadline; returns the EMA
     weight file. `on_save(ema_file, step)` runs after every checkpoint (e.g. to export a copy)."""
-    if settings.precision not in PRECISION_CHOICES:
-        raise ValueError(f"precision must be one of {', '.join(PRECISION_CHOICES)}, not {settings.precision!r}")
+    if settings.precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {settings.precision!r}")
     start = time.time()
     budget = None if settings.max_minutes is None else start + 60 * settings.max_minutes
     stop_at = min((t for t in (settings.deadline, budget) if t is not None), default=math.inf)

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..metrics import COLOUR_BLOCK
 from ..models.network import CodLiteNet
 from ..models.sampling import Sampling, sample
 from .vq import quantize
@@ -98,7 +99,7 @@ def seam_loss(pred: torch.Tensor, target: torch.Tensor, patch: int) -> torch.Ten
     return (excess[0] + excess[1]) / (pc.numel() + pr.numel())
 
 
-def patch_pattern(x: torch.Tensor, patch: int) -> torch.Tensor:
+def mean_patch(x: torch.Tensor, patch: int) -> torch.Tensor:
     """The mean patch of each image less its mean: what repeats in every patch. About flat for
     photos; a fixed texture the per-pixel head stamps into every patch shows here."""
     b, c, h, w = x.shape
@@ -106,7 +107,7 @@ def patch_pattern(x: torch.Tensor, patch: int) -> torch.Tensor:
     return tile - tile.mean((2, 3), keepdim=True)
 
 
-def region_colours(x: torch.Tensor, block: int = 16) -> torch.Tensor:
+def region_colours(x: torch.Tensor, block: int = COLOUR_BLOCK) -> torch.Tensor:
     """Means of the block x block regions: the colours a person sees at a glance, which L1 over
     pixels and LPIPS weigh little (metrics.colour_error measures the same regions)."""
     return F.avg_pool2d(x, block, ceil_mode=True)
@@ -217,7 +218,7 @@ class Objective(nn.Module):
             losses["colour"] = F.l1_loss(region_colours(pred), region_colours(target))
             total = total + s.colour * losses["colour"]
         if s.pattern:
-            losses["pattern"] = F.l1_loss(patch_pattern(pred, self.net.patch), patch_pattern(target, self.net.patch))
+            losses["pattern"] = F.l1_loss(mean_patch(pred, self.net.patch), mean_patch(target, self.net.patch))
             total = total + s.pattern * losses["pattern"]
         weights = {"vgg": s.lpips_vgg, "alex": s.lpips_alex}
         for name, metric in self.perceptual.items():
