@@ -147,6 +147,8 @@ def _set_threads(threads: int | None) -> None:
 @model_option
 @click.option("--bpp", "target_bpp", type=float, default=None, metavar="RATE",
               help="Use the bundled model whose rate is closest to RATE bits per pixel (instead of --model).")
+@click.option("--no-colour", "no_colour", is_flag=True,
+              help="Send no colour correction (24 bytes, sent when it removes a visible cast; encoding then decodes once).")
 @metadata_option("none", "What of the input's EXIF (orientation reset: it is applied to the pixels), ICC profile and XMP the stream carries; every byte counts in bpp.")
 @memory_option
 @precision_option
@@ -155,8 +157,8 @@ def _set_threads(threads: int | None) -> None:
 @force_option
 @friendly_errors
 def compress(
-    inputs: tuple[str, ...], output: str, model: str | None, target_bpp: float | None, metadata: str, max_memory: str,
-    precision: str, threads: int | None, quiet: bool, force: bool,
+    inputs: tuple[str, ...], output: str, model: str | None, target_bpp: float | None, no_colour: bool, metadata: str,
+    max_memory: str, precision: str, threads: int | None, quiet: bool, force: bool,
 ) -> None:
     """Compress images (PNG, JPEG, WebP, TIFF, ...) into .cod streams.
 
@@ -174,7 +176,7 @@ def compress(
     def work(source: str, target: str) -> str:
         if target != STDIO:
             check_target(target, overwrite=force)
-        data = codec.encode(read_input(source) if source == STDIO else source, metadata=kinds)
+        data = codec.encode(read_input(source) if source == STDIO else source, metadata=kinds, colour=not no_colour)
         write_output(target, data, overwrite=force)
         about = cod_lite.inspect(data)
         return f"{target}: {about.width}x{about.height}, {about.bytes} bytes, {about.bpp:.4f} bpp ({codec.name})"
@@ -254,6 +256,7 @@ def info(stream: str) -> None:
     click.echo(f"bytes:   {about.bytes} ({about.payload_bytes} payload)")
     click.echo(f"bpp:     {about.bpp:.4f}")
     click.echo(f"method:  {about.method}")
+    click.echo(f"colour:  {'corrected (24 bytes of side information)' if about.colour_corrected else 'as decoded'}")
     click.echo("metadata: " + (", ".join(f"{k} ({n} bytes)" for k, n in about.metadata.items()) or "none"))
 
 

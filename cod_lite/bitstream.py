@@ -17,10 +17,11 @@ from .errors import BitstreamError
 
 MAGIC = b"CODL"
 VERSION = 1  # no metadata
-VERSION_METADATA = 2  # metadata chunks after the payload
+VERSION_METADATA = 2  # chunks after the payload: metadata, side information
 # metadata kind -> chunk tag; the kinds are also the names of --metadata and of Pillow's info keys' sources
 CHUNK_TAGS = {"exif": b"EXIF", "icc": b"ICCP", "xmp": b"XMP "}
-MAX_CHUNKS = len(CHUNK_TAGS)
+COLOUR_TAG = b"CLRT"  # the encoder's colour correction (cod_lite.colour), applied by the decoder
+MAX_CHUNKS = len(CHUNK_TAGS) + 1
 HASH_BYTES = 8
 MAX_NAME_BYTES = 255  # the name's length is one byte
 MAX_DIMENSION = 2**31 - 1
@@ -42,6 +43,7 @@ class StreamHeader:
     method: int
     payload: bytes
     metadata: Mapping[str, bytes] = field(default_factory=dict)  # kind ("exif", "icc", "xmp") -> bytes
+    colour: bytes = b""  # packed colour transform, or empty: none
 
 
 def _header_problem(name: bytes, header: StreamHeader) -> str | None:
@@ -84,7 +86,8 @@ def serialize(header: StreamHeader) -> bytes:
     problem = _header_problem(name, header)
     if problem:
         raise ValueError(problem)
-    chunks = [CHUNK_TAGS[kind] + _varint(len(data)) + bytes(data) for kind, data in header.metadata.items() if data]
+    tagged = [(CHUNK_TAGS[kind], data) for kind, data in header.metadata.items()] + [(COLOUR_TAG, header.colour)]
+    chunks = [tag + _varint(len(data)) + bytes(data) for tag, data in tagged if data]
     version = VERSION_METADATA if chunks else VERSION
     body = b"".join(
         [
@@ -158,7 +161,9 @@ def parse(data: bytes) -> StreamHeader:
         model_name = bytes(name).decode("utf-8")
     except UnicodeDecodeError:
         raise BitstreamError("malformed stream: model name is not valid UTF-8") from None
-    header = StreamHeader(model_name, bytes(model_hash), width, height, pad_mode, method, bytes(payload), _metadata(chunks))
+    metadata = _metadata(chunks)
+    colour = metadata.pop("colour", b"")
+    header = StreamHeader(model_name, bytes(model_hash), width, height, pad_mode, method, bytes(payload), metadata, colour)
     problem = _header_problem(name, header)
     if problem:
         raise BitstreamError(f"malformed stream: {problem}")
@@ -174,8 +179,9 @@ def _read_chunks(r: _Reader) -> list[tuple[bytes, bytes]]:
 
 
 def _metadata(chunks: list[tuple[bytes, bytes]]) -> dict[str, bytes]:
-    """Chunks (read after the CRC check) as kind -> bytes: known tags only, each once, none empty."""
-    kinds = {tag: kind for kind, tag in CHUNK_TAGS.items()}
+    """Chunks (read after the CRC check) as kind -> bytes ("colour" for the transform): known tags
+    only, each once, none empty."""
+    kinds = {tag: kind for kind, tag in CHUNK_TAGS.items()} | {COLOUR_TAG: "colour"}
     found: dict[str, bytes] = {}
     for tag, data in chunks:
         kind = kinds.get(tag)

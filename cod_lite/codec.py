@@ -12,7 +12,7 @@ import numpy as np
 import PIL.Image
 import torch
 
-from . import bitstream, tiling, zoo
+from . import bitstream, colour, tiling, zoo
 from .entropy.coding import decode_grid, encode_grid
 from .entropy.packing import unpack_indices
 from .entropy.prior import IndexPrior
@@ -193,17 +193,25 @@ class Codec:
 
     # -- streams ------------------------------------------------------------------------------
     def encode(
-        self, image: ImageSource, methods: tuple[int, ...] | None = None, metadata: str | Sequence[str] = "none"
+        self, image: ImageSource, methods: tuple[int, ...] | None = None, metadata: str | Sequence[str] = "none",
+        colour: bool = True,
     ) -> bytes:
         """Image (path, image-file bytes, PIL image or HxWx3 uint8 array) -> a cod-lite stream,
         entropy-coded with whichever of `methods` (default: all the model supports) gives the
         smallest payload. `metadata` ('none', 'all' or kinds of exif/icc/xmp) picks what of the
-        source's EXIF, ICC profile and XMP the stream carries (docs/format.md)."""
+        source's EXIF, ICC profile and XMP the stream carries (docs/format.md). With `colour`, the
+        encoder decodes its own indices and adds a 24-byte colour correction when that removes a
+        visible colour error (`cod_lite.colour`; encoding then takes one decode longer)."""
         pixels = load_image(image)
         carried = read_metadata(image, metadata_kinds(metadata))
-        return self._stream(self.quantize(pixels), *pixels.shape[:2], methods, carried)
+        indices = self.quantize(pixels)
+        return self._stream(indices, *pixels.shape[:2], methods, carried, self._colour_for(pixels, indices) if colour else b"")
 
-    def encode_many(self, images: Sequence[ImageSource], methods: tuple[int, ...] | None = None) -> list[bytes]:
+    def _colour_for(self, pixels: np.ndarray, indices: np.ndarray) -> bytes:
+        """The colour side information for an image: fitted on what the decoder will make of `indices`."""
+        return colour.side_information(pixels, self.reconstruct(indices, *pixels.shape[:2]))
+
+    def encode_many(self, images: Sequence[ImageSource], methods: tuple[int, ...] | None = None, colour: bool = True) -> list[bytes]:
         """Streams for several images. Images of one size share network calls, as many per call as
         `max_memory` allows: what keeps a GPU busy. Each stream equals what `encode` makes of its
         image, up to summation order (batched kernels may flip a near-tied index)."""
@@ -215,13 +223,15 @@ class Codec:
                 grids = self._quantize(torch.cat([tiling.image_tensor(p, self.device) for p in padded]))
             for i, grid in zip(group, grids.cpu().numpy().astype(np.int64)):
                 indices[i] = grid
+        grids = [grid if grid is not None else self.quantize(p) for p, grid in zip(pixels, indices)]
         return [
-            self._stream(grid if grid is not None else self.quantize(p), *p.shape[:2], methods)
-            for p, grid in zip(pixels, indices)
+            self._stream(grid, *p.shape[:2], methods, None, self._colour_for(p, grid) if colour else b"")
+            for p, grid in zip(pixels, grids)
         ]
 
     def _stream(
-        self, indices: np.ndarray, height: int, width: int, methods: tuple[int, ...] | None, metadata: dict[str, bytes] | None = None
+        self, indices: np.ndarray, height: int, width: int, methods: tuple[int, ...] | None,
+        metadata: dict[str, bytes] | None = None, colour_info: bytes = b"",
     ) -> bytes:
         method, payload = encode_grid(indices, self.model_config.codebook_bits, self.prior, methods)
         header = bitstream.StreamHeader(
@@ -233,6 +243,7 @@ class Codec:
             method=method,
             payload=payload,
             metadata=metadata or {},
+            colour=colour_info,
         )
         return bitstream.serialize(header)
 
@@ -275,8 +286,9 @@ class Codec:
         them keeps them when passed on (`image_io.save_image(..., metadata=)` does it)."""
         steps = self.steps_for(steps)
         indices, height, width = self.decode_indices(data)
-        image = PIL.Image.fromarray(self.reconstruct(indices, height, width, steps=steps, seed=seed), "RGB")
-        image.info.update({PILLOW_INFO_KEYS[k]: v for k, v in bitstream.parse(data).metadata.items()})
+        header = bitstream.parse(data)
+        image = PIL.Image.fromarray(_corrected(self.reconstruct(indices, height, width, steps=steps, seed=seed), header), "RGB")
+        image.info.update({PILLOW_INFO_KEYS[k]: v for k, v in header.metadata.items()})
         return image
 
     def decode_many(self, streams: Sequence[bytes], steps: int | None = None, seed: int | None = None) -> list[np.ndarray]:
@@ -295,7 +307,8 @@ class Codec:
             for i, image in zip(group, out):
                 images[i] = np.ascontiguousarray(image[: parsed[i][1], : parsed[i][2]])
         return [
-            image if image is not None else self.reconstruct(*p, steps=steps, seed=seed) for image, p in zip(images, parsed)
+            _corrected(image if image is not None else self.reconstruct(*p, steps=steps, seed=seed), bitstream.parse(data))
+            for image, p, data in zip(images, parsed, streams)
         ]
 
     def decode_reference(self, data: bytes, steps: int | None = None, seed: int | None = None) -> PIL.Image.Image:
@@ -307,6 +320,11 @@ class Codec:
         count = (height // ds) * (width // ds)
         indices = unpack_indices(payload, self.model_config.codebook_bits, count).reshape(height // ds, width // ds)
         return PIL.Image.fromarray(self.reconstruct(indices, height, width, steps=steps, seed=seed), "RGB")
+
+
+def _corrected(pixels: np.ndarray, header: bitstream.StreamHeader) -> np.ndarray:
+    """The decoded pixels with the stream's colour correction applied, if it carries one."""
+    return colour.apply(pixels, colour.unpack(header.colour)) if header.colour else pixels
 
 
 PILLOW_INFO_KEYS = {"exif": "exif", "icc": "icc_profile", "xmp": "xmp"}  # metadata kind -> PIL info key
