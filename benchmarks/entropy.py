@@ -3,7 +3,8 @@
     python benchmarks/entropy.py [--models cod-lite-s-0.125 ...] [--data ../shared/data/kodak] [--out docs/entropy.md]
 
 For each model and image: the VQ index grid is coded with fixed-length packing (method 0, the
-reference), the static prior (1) and the context prior (2); every payload is decoded back and
+reference), the static prior (1) and the context prior (2) where the model has a fitted prior,
+and the adaptive coder (3), which needs none; every payload is decoded back and
 must give the same grid, so decoded pixels are identical whichever method is used. Reports mean
 bits per index, mean file size (whole stream, header and CRC included), the saving against
 fixed-length, and the median entropy encode/decode time next to the network's decode time.
@@ -22,7 +23,7 @@ import torch
 
 import cod_lite
 from cod_lite import bitstream
-from cod_lite.entropy.coding import METHOD_NAMES, decode_grid, encode_grid
+from cod_lite.entropy.coding import METHOD_ADAPTIVE, METHOD_FIXED, METHOD_NAMES, decode_grid, encode_grid
 from cod_lite.image_io import find_images, load_image
 from cod_lite.zoo import available_models
 
@@ -40,19 +41,18 @@ def timed(fn, repeats: int = 3):
 
 def measure(model: str, images: list[Path]) -> list[str]:
     codec = cod_lite.load_model(model)
-    if codec.prior is None:
-        sys.exit(f"model '{model}' has no index prior (fit one with `codlite fit-prior`)")
+    methods = {m: n for m, n in METHOD_NAMES.items() if codec.prior is not None or m in (METHOD_FIXED, METHOD_ADAPTIVE)}
     bits = codec.model_config.codebook_bits
-    sizes = {m: [] for m in METHOD_NAMES}
-    enc_t = {m: [] for m in METHOD_NAMES}
-    dec_t = {m: [] for m in METHOD_NAMES}
+    sizes = {m: [] for m in methods}
+    enc_t = {m: [] for m in methods}
+    dec_t = {m: [] for m in methods}
     chosen, net_decode, indices = [], [], 0
     for path in images:
         pixels = load_image(path)
         h, w = pixels.shape[:2]
         grid = codec.quantize(pixels)
         indices += grid.size
-        for method in METHOD_NAMES:
+        for method in methods:
             (_, payload), t_enc = timed(lambda: encode_grid(grid, bits, codec.prior, (method,)))
             decoded, t_dec = timed(lambda: decode_grid(method, payload, grid.shape, bits, codec.prior))
             assert np.array_equal(decoded, grid), f"method {method} is not lossless on {path.name}"
@@ -72,7 +72,7 @@ def measure(model: str, images: list[Path]) -> list[str]:
         "| method | bits/index | mean bytes | bpp | vs fixed | encode ms | decode ms | decode share |",
         "|---|---|---|---|---|---|---|---|",
     ]
-    for method, name in METHOD_NAMES.items():
+    for method, name in methods.items():
         total = sum(sizes[method])
         payload_bits = 8 * total / indices
         dec = statistics.median(dec_t[method])

@@ -10,12 +10,13 @@ import torch
 
 import cod_lite
 from cod_lite import bitstream
-from cod_lite.entropy.coding import METHOD_CONTEXT, METHOD_FIXED, METHOD_STATIC, decode_grid, encode_grid
+from cod_lite.entropy.coding import METHOD_ADAPTIVE, METHOD_CONTEXT, METHOD_FIXED, METHOD_STATIC, decode_grid, encode_grid
 from cod_lite.entropy.prior import IndexPrior
 from cod_lite.errors import BitstreamError, CheckpointError
 
 GOLDEN = Path(__file__).parent / "data" / "entropy_golden.npz"
-METHODS = (METHOD_FIXED, METHOD_STATIC, METHOD_CONTEXT)
+ADAPTIVE_GOLDEN = Path(__file__).parent / "data" / "adaptive_golden.npz"
+METHODS = (METHOD_FIXED, METHOD_STATIC, METHOD_CONTEXT, METHOD_ADAPTIVE)
 
 
 def smooth_grid(rng: np.random.Generator, h: int, w: int, k: int) -> np.ndarray:
@@ -216,3 +217,27 @@ def test_chunked_context_coding_equals_one_table_per_pass(fitted, monkeypatch):
     _, chunked = encode_grid(grid, bits, prior, (METHOD_CONTEXT,))
     assert chunked == whole
     np.testing.assert_array_equal(decode_grid(METHOD_CONTEXT, whole, grid.shape, bits, prior), grid)
+
+
+def test_adaptive_streams_decode_identically_forever():
+    """Method-3 streams written on 2026-12-06: any change to the adaptive tables breaks this."""
+    golden = np.load(ADAPTIVE_GOLDEN)
+    for k in (16, 256):
+        grid, payload = golden[f"k{k}_grid"], golden[f"k{k}_payload"].tobytes()
+        assert np.array_equal(decode_grid(METHOD_ADAPTIVE, payload, grid.shape, k.bit_length() - 1, None), grid)
+        assert encode_grid(grid, k.bit_length() - 1, None, (METHOD_ADAPTIVE,))[1] == payload
+
+
+def test_models_without_a_prior_get_adaptive_coding_when_it_saves(fitted):
+    k, _, rng = fitted
+    bits = k.bit_length() - 1
+    grid = smooth_grid(rng, 48, 64, k)
+    method, payload = encode_grid(grid, bits, None)  # no prior: fixed-length or adaptive
+    assert method == METHOD_ADAPTIVE and len(payload) < grid.size * bits / 8
+    noise = rng.integers(0, k, size=(16, 16))
+    assert encode_grid(noise, bits, None)[0] == METHOD_FIXED  # nothing to learn: the reference packing
+
+
+def test_adaptive_payload_floor_refuses_a_tiny_stream_for_a_huge_grid():
+    with pytest.raises(BitstreamError, match="too short"):
+        decode_grid(METHOD_ADAPTIVE, bytes(8), (3000, 4000), 8, None)

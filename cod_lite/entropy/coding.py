@@ -3,6 +3,8 @@
 Method 0 is the reference's fixed-length packing; methods 1 and 2 range-code the indices with
 constriction under a fitted `IndexPrior` (static marginal, or the four-pass context model). Their
 payload starts with the prior's 4-byte digest, so a stream is never decoded under another prior.
+Method 3 range-codes under a model that adapts while coding (adaptive.py): what models without a
+fitted prior use, so they too get entropy coding.
 """
 
 from __future__ import annotations
@@ -11,13 +13,16 @@ import constriction
 import numpy as np
 
 from ..errors import BitstreamError
+from . import adaptive
 from .packing import pack_indices, packed_size, unpack_indices
 from .prior import FREQ_BITS, PASSES, IndexPrior, pad_grid, pass_positions
 
 METHOD_FIXED = 0
 METHOD_STATIC = 1
 METHOD_CONTEXT = 2
-METHOD_NAMES = {METHOD_FIXED: "fixed-length", METHOD_STATIC: "static prior", METHOD_CONTEXT: "context prior"}
+METHOD_ADAPTIVE = 3
+METHOD_NAMES = {METHOD_FIXED: "fixed-length", METHOD_STATIC: "static prior", METHOD_CONTEXT: "context prior",
+                METHOD_ADAPTIVE: "adaptive"}
 DIGEST_BYTES = 4
 CHUNK = 1 << 15  # positions whose (CHUNK, K) frequency table is built at once: bounds coding memory
 _FAMILY = constriction.stream.model.Categorical(perfect=False)
@@ -81,18 +86,19 @@ def _range_decode(payload: bytes, shape: tuple[int, int], prior: IndexPrior, met
 def min_payload_bytes(count: int, codebook_size: int) -> int:
     """Fewest payload bytes a range-coded grid of `count` indices can have: in every context the most
     likely symbol has frequency 2**FREQ_BITS and each other one at least 1 (prior.py), so every
-    index costs at least -log2(2**15 / (2**15 + K - 1)) bits (0.011 for K = 256). A stream below
-    this declares a larger image than its payload can describe: refused before decoding, so a
-    60-byte stream cannot make the decoder work through 100 megapixels."""
+    index costs at least -log2(2**15 / (2**15 + K - 1)) bits (0.011 for K = 256; the adaptive
+    method caps its tables the same way). A stream below this declares a larger image than its
+    payload can describe: refused before decoding, so a 60-byte stream cannot make the decoder
+    work through 100 megapixels. Counts the range-coded words only (not a prior digest)."""
     bits = count * -np.log2((1 << FREQ_BITS) / ((1 << FREQ_BITS) + codebook_size - 1))
-    return DIGEST_BYTES + max(0, int(bits * 0.9 / 8) - 8)  # 10 % and two words of slack for the coder's rounding
+    return max(0, int(bits * 0.9 / 8) - 8)  # 10 % and two words of slack for the coder's rounding
 
 
 def encode_grid(grid: np.ndarray, bits: int, prior: IndexPrior | None, methods: tuple[int, ...] | None = None) -> tuple[int, bytes]:
     """(method, payload) of the smallest payload among `methods` (default: every method the prior allows)."""
     grid = np.asarray(grid, dtype=np.int64)
     if methods is None:
-        methods = (METHOD_FIXED,) if prior is None else (METHOD_FIXED, METHOD_STATIC, METHOD_CONTEXT)
+        methods = (METHOD_FIXED, METHOD_ADAPTIVE) if prior is None else (METHOD_FIXED, METHOD_STATIC, METHOD_CONTEXT)
     best: tuple[int, bytes] | None = None
     for method in methods:
         if method == METHOD_FIXED:
@@ -101,6 +107,8 @@ def encode_grid(grid: np.ndarray, bits: int, prior: IndexPrior | None, methods: 
             if prior is None:
                 raise ValueError(f"method {method} needs an index prior")
             payload = _range_encode(grid, prior, method)
+        elif method == METHOD_ADAPTIVE:
+            payload = adaptive.encode(grid, 1 << bits)
         else:
             raise ValueError(f"unknown entropy-coding method {method}")
         if best is None or len(payload) < len(best[1]):
@@ -114,20 +122,21 @@ def decode_grid(method: int, payload: bytes, shape: tuple[int, int], bits: int, 
     """Inverse of `encode_grid`; any payload, however damaged, gives a grid of valid indices or a BitstreamError."""
     if method == METHOD_FIXED:
         return unpack_indices(payload, bits, shape[0] * shape[1]).reshape(shape)
-    if method not in (METHOD_STATIC, METHOD_CONTEXT):
+    if method not in (METHOD_STATIC, METHOD_CONTEXT, METHOD_ADAPTIVE):
         raise BitstreamError(f"unsupported entropy-coding method {method}")
-    if prior is None:
+    if method != METHOD_ADAPTIVE and prior is None:
         raise BitstreamError(f"stream uses the {METHOD_NAMES[method]} (method {method}), but this model file has no index prior")
+    digest = 0 if method == METHOD_ADAPTIVE else DIGEST_BYTES
     # A range coder emits at most about one 32-bit word per 32 bits of information plus two;
     # bounding the payload keeps a hostile stream from making us decode far more than it holds.
-    if len(payload) > DIGEST_BYTES + packed_size(shape[0] * shape[1], 24) + 8:
+    if len(payload) > digest + packed_size(shape[0] * shape[1], 24) + 8:
         raise BitstreamError(f"malformed payload: {len(payload)} bytes is more than {shape[0]}x{shape[1]} indices can need")
-    if len(payload) < min_payload_bytes(shape[0] * shape[1], prior.codebook_size):
-        raise BitstreamError(
-            f"malformed payload: {len(payload)} bytes is too short for {shape[0]}x{shape[1]} indices "
-            f"(at least {min_payload_bytes(shape[0] * shape[1], prior.codebook_size)})"
-        )
+    floor = digest + min_payload_bytes(shape[0] * shape[1], 1 << bits)
+    if len(payload) < floor:
+        raise BitstreamError(f"malformed payload: {len(payload)} bytes is too short for {shape[0]}x{shape[1]} indices (at least {floor})")
     try:
+        if method == METHOD_ADAPTIVE:
+            return adaptive.decode(payload, shape, 1 << bits)
         return _range_decode(payload, shape, prior, method)
     except (AssertionError, ValueError, RuntimeError) as e:  # constriction's reports of impossible data
         raise BitstreamError(f"corrupted payload: {e}") from None
