@@ -3,7 +3,7 @@ with mutated streams (hypothesis).
 
     python benchmarks/fuzz.py [--examples 100000]
 
-Seeds are valid streams of every method (fixed-length, static prior, context prior), with and
+Seeds are valid streams of every method (fixed-length, static prior, context prior, adaptive), with and
 without metadata chunks (container v2), from a small random-weight model with a fitted prior.
 Hypothesis mutates them (bit flips, byte overwrites, truncation, insertion, appended bytes), and
 half the time re-computes the CRC32 so the mutation reaches the chunk parser and the entropy
@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 import cod_lite
 from cod_lite import bitstream
 from cod_lite.codec import Codec
-from cod_lite.entropy.coding import METHOD_CONTEXT, METHOD_FIXED, METHOD_STATIC, encode_grid
+from cod_lite.entropy.coding import METHOD_ADAPTIVE, METHOD_CONTEXT, METHOD_FIXED, METHOD_STATIC, encode_grid
 from cod_lite.entropy.prior import IndexPrior
 from cod_lite.errors import BitstreamError
 from cod_lite.models.config import ModelConfig
@@ -53,7 +53,7 @@ def seed_streams(codec: Codec) -> list[bytes]:
     rng = np.random.default_rng(1)
     seeds = []
     metadata = ({}, {"icc": bytes(range(40))}, {"exif": b"II*\x00" + bytes(12), "icc": b"p" * 9, "xmp": b"<x/>"})
-    for method in (METHOD_FIXED, METHOD_STATIC, METHOD_CONTEXT):
+    for method in (METHOD_FIXED, METHOD_STATIC, METHOD_CONTEXT, METHOD_ADAPTIVE):
         for (height, width), chunks in zip(((192, 256), (17, 33), (1, 1)), metadata):
             grid = np.clip(np.cumsum(rng.integers(-3, 4, size=(-(-height // 16), -(-width // 16))), axis=1) + 128, 0, 255)
             _, payload = encode_grid(grid, 8, codec.prior, (method,))
