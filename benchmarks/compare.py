@@ -51,6 +51,9 @@ DOWNSCALED = ("AVIF", "JXL")
 FACTORS = (1, 2, 3, 4)
 PICK_BY = "lpips_alex"
 OURS = "cod-lite"
+# Part of our cache keys: what the encoder sends besides the weights' indices (2: the colour
+# correction of cod_lite.colour, 2026-12-06), so entries of an older encoder are not reused.
+ENCODER_VERSION = 2
 COLUMNS = {"psnr": ("PSNR", 2), "ms_ssim": ("MS-SSIM", 4), "lpips_alex": ("LPIPS-Alex", 4), "dists": ("DISTS", 4),
            "colour": ("colour dE", 2), "fid": ("FID", 1), "blockiness": ("blockiness", 3), "pattern": ("pattern", 2)}
 FID_PATCH = 64
@@ -129,7 +132,7 @@ def compare_image(image_id: str, image: np.ndarray, models: dict[str, tuple[cod_
             data = codec.encode(image)
             return {"bytes": len(data), **image_metrics(image, np.asarray(codec.decode(data)))}
 
-        ours = cache.get(f"{OURS}|{name}|{sha}|{image_id}", full, ours_compute)
+        ours = cache.get(f"{OURS}|{name}|{sha}|v{ENCODER_VERSION}|{image_id}", full, ours_compute)
         target = ours["bytes"]
         add(name, OURS, ours, target, lambda: np.asarray(codec.decode(codec.encode(image))))
         for fmt, qualities in CODECS.items():
