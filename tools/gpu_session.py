@@ -61,7 +61,7 @@ JOBS = (  # the default first and longest (issue 16); the ds-32 pretrain-stage m
 # From a bundled model's record, what the continuation keeps: its objective and optimiser settings.
 # Not `refiner_only`: a GPU trains the whole decoder; a refiner-only record still means a frozen encoder.
 KEPT = ("stage", "l1", "lpips_vgg", "lpips_alex", "t0_fraction", "align", "distill", "adversarial", "d_lr",
-        "seam", "pattern", "refine_lr_scale", "restart_every", "lr", "ema_decay")
+        "seam", "pattern", "colour", "refine_lr_scale", "restart_every", "lr", "ema_decay")
 
 COMMAND = (
     "{python} -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target {site} {carry}/wheels/*.whl"
