@@ -1,18 +1,17 @@
 """Writes adaptive_golden.npz: index grids and their method-3 (adaptive) payloads (2026-12-06).
 
-Run once; never regenerate to make a failing test pass: the file pins the stream format.
+Run once, from the repository root (`python tests/data/make_adaptive_golden.py`); never
+regenerate to make a failing test pass: the file pins the stream format.
 """
 
+import sys
 from pathlib import Path
 
 import numpy as np
 
-from cod_lite.entropy.coding import METHOD_ADAPTIVE, encode_grid
-
-
-def smooth_grid(rng, h, w, k):
-    field = np.kron(rng.normal(size=(h // 4 + 2, w // 4 + 2)), np.ones((4, 4)))[:h, :w] + 0.3 * rng.normal(size=(h, w))
-    return np.clip(((field + 3) / 6 * k).astype(np.int64), 0, k - 1)
+sys.path.insert(0, str(Path(__file__).parents[2]))
+from cod_lite.entropy.coding import METHOD_ADAPTIVE, encode_grid  # noqa: E402
+from tests.test_entropy import smooth_grid  # noqa: E402
 
 
 out = {}
