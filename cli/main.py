@@ -136,11 +136,6 @@ def _each(jobs: list[tuple[str, str]], work: Callable[[str, str], str], quiet: b
         _fail(f"{failed} of {len(jobs)} files failed")
 
 
-def _set_threads(threads: int | None) -> None:
-    if threads:
-        cod_lite.set_threads(threads)
-
-
 @cli.command()
 @click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
 @click.argument("output", metavar="OUTPUT")
@@ -168,7 +163,8 @@ def compress(
     if model and target_bpp is not None:
         raise cod_lite.InputError("give --model or --bpp, not both")
     name = cod_lite.model_for_bpp(target_bpp) if target_bpp is not None else model or "default"
-    _set_threads(threads)
+    if threads:
+        cod_lite.set_threads(threads)
     kinds = metadata_kinds(metadata)
     jobs = _jobs(inputs, output, ".cod")
     codec = cod_lite.load_model(name, max_memory=max_memory, precision=precision)
@@ -222,7 +218,8 @@ def decompress(
     if reference_format and model is None:
         raise cod_lite.InputError("--reference-format needs --model: the authors' .cod does not name its model")
     kinds = metadata_kinds(metadata)
-    _set_threads(threads)
+    if threads:
+        cod_lite.set_threads(threads)
     jobs = _jobs(inputs, output, suffix)
 
     def work(source: str, target: str) -> str:

@@ -264,6 +264,10 @@ class Codec:
 
     def decode_indices(self, data: bytes) -> tuple[np.ndarray, int, int]:
         """Stream -> (index grid, height, width) after checking it belongs to this model."""
+        return self._read(data)[1:]
+
+    def _read(self, data: bytes) -> tuple[bitstream.StreamHeader, np.ndarray, int, int]:
+        """Parse a stream once: (header, index grid, height, width), checked against this model."""
         header = bitstream.parse(data)
         if header.model_hash != self.identity:
             raise BitstreamError(
@@ -277,7 +281,7 @@ class Codec:
         ph, pw = self._padded_size(header.height, header.width)
         shape = (ph // ds, pw // ds)
         indices = decode_grid(header.method, header.payload, shape, self.model_config.codebook_bits, self.prior)
-        return indices, header.height, header.width
+        return header, indices, header.height, header.width
 
     def decode(self, data: bytes, steps: int | None = None, seed: int | None = None) -> PIL.Image.Image:
         """A cod-lite stream -> RGB image; `steps` and `seed` as in `reconstruct` (the stream
@@ -285,8 +289,7 @@ class Codec:
         Pillow's keys ('exif', 'icc_profile', 'xmp'), so `image.save(...)` of formats that take
         them keeps them when passed on (`image_io.save_image(..., metadata=)` does it)."""
         steps = self.steps_for(steps)
-        indices, height, width = self.decode_indices(data)
-        header = bitstream.parse(data)
+        header, indices, height, width = self._read(data)
         image = PIL.Image.fromarray(_corrected(self.reconstruct(indices, height, width, steps=steps, seed=seed), header), "RGB")
         image.info.update({PILLOW_INFO_KEYS[k]: v for k, v in header.metadata.items()})
         return image
@@ -297,7 +300,8 @@ class Codec:
         equals that image up to summation order (batched kernels may move a pixel by 1)."""
         steps = self.steps_for(steps)
         one_pass = self._one_pass(steps)
-        parsed = [self.decode_indices(data) for data in streams]
+        reads = [self._read(data) for data in streams]
+        headers, parsed = [r[0] for r in reads], [r[1:] for r in reads]
         images: list[np.ndarray | None] = [None] * len(parsed)
         sizes = [self._padded_size(height, width) for _, height, width in parsed]
         for group in self._batches(sizes, tiling.reconstruct_bytes if one_pass else self._sample_bytes):
@@ -307,8 +311,8 @@ class Codec:
             for i, image in zip(group, out):
                 images[i] = np.ascontiguousarray(image[: parsed[i][1], : parsed[i][2]])
         return [
-            _corrected(image if image is not None else self.reconstruct(*p, steps=steps, seed=seed), bitstream.parse(data))
-            for image, p, data in zip(images, parsed, streams)
+            _corrected(image if image is not None else self.reconstruct(*p, steps=steps, seed=seed), header)
+            for image, p, header in zip(images, parsed, headers)
         ]
 
     def decode_reference(self, data: bytes, steps: int | None = None, seed: int | None = None) -> PIL.Image.Image:

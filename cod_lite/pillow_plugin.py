@@ -14,7 +14,7 @@ from typing import IO, Any
 from PIL import Image, ImageFile
 
 from . import bitstream
-from .codec import PILLOW_INFO_KEYS
+from .codec import PILLOW_INFO_KEYS, decode, load_model
 
 FORMAT = "COD"
 MIME = "image/x-cod-lite"
@@ -40,8 +40,6 @@ class CodImageFile(ImageFile.ImageFile):
 
     def load(self) -> Any:
         if self._stream is not None:
-            from .codec import decode
-
             decoded = decode(self._stream)
             self._stream = None
             self.im = decoded.im
@@ -51,8 +49,6 @@ class CodImageFile(ImageFile.ImageFile):
 def _save(image: Image.Image, fp: IO[bytes], filename: str | bytes) -> None:
     """Options: model (name or path, default 'default'), precision (auto/fp32/bf16), metadata
     ('none' by default, 'all', or kinds of exif/icc/xmp: taken from the image's own EXIF and info)."""
-    from .codec import load_model
-
     options = image.encoderinfo
     codec = load_model(options.get("model", "default"), precision=options.get("precision", "auto"))
     fp.write(codec.encode(image.convert("RGB") if image.mode != "RGB" else image, metadata=options.get("metadata", "none")))

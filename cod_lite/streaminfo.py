@@ -1,5 +1,5 @@
-"""What a `.cod` stream holds, without decoding it: the public inspector behind `codlite info`,
-`codlite compress`'s summary line and the Pillow plugin's header read."""
+"""What a `.cod` stream holds, without decoding it: the public inspector behind `codlite info`
+and `codlite compress`'s summary line."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from .errors import ModelNotFoundError
 
 @dataclass(frozen=True)
 class StreamInfo:
-    """The header of a v1 stream, its rate, and whether its model is installed here."""
+    """The header of a stream (container v1 or v2), its rate, and whether its model is installed here."""
 
     model: str
     model_hash: str  # hex of the weights' sha256 prefix the stream carries
