@@ -4,7 +4,8 @@ with mutated streams (hypothesis).
     python benchmarks/fuzz.py [--examples 100000]
 
 Seeds are valid streams of every method (fixed-length, static prior, context prior, adaptive), with and
-without metadata chunks (container v2), from a small random-weight model with a fitted prior.
+without metadata chunks and colour side information (container v2), from a small random-weight
+model with a fitted prior. A stream that decodes also gets its colour corrections applied.
 Hypothesis mutates them (bit flips, byte overwrites, truncation, insertion, appended bytes), and
 half the time re-computes the CRC32 so the mutation reaches the chunk parser and the entropy
 decoder. Every input must inspect and decode to a valid index grid or raise BitstreamError,
@@ -28,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import cod_lite
-from cod_lite import bitstream
+from cod_lite import bitstream, colour
 from cod_lite.codec import Codec
 from cod_lite.entropy.coding import METHOD_ADAPTIVE, METHOD_CONTEXT, METHOD_FIXED, METHOD_STATIC, encode_grid
 from cod_lite.entropy.prior import IndexPrior
@@ -57,8 +58,12 @@ def seed_streams(codec: Codec) -> list[bytes]:
         for (height, width), chunks in zip(((192, 256), (17, 33), (1, 1)), metadata):
             grid = np.clip(np.cumsum(rng.integers(-3, 4, size=(-(-height // 16), -(-width // 16))), axis=1) + 128, 0, 255)
             _, payload = encode_grid(grid, 8, codec.prior, (method,))
-            for carried in (chunks, metadata[2]):
-                seeds.append(bitstream.serialize(bitstream.StreamHeader("fuzz", codec.identity, width, height, 0, method, payload, carried)))
+            levels = rng.integers(-9, 10, size=(*colour.grid_shape(height, width, 32), 3))
+            side = {"colour": colour.pack(np.array([[1.1, 0, 0, 3], [0, 0.9, 0, -2], [0, 0, 1, 5]])),
+                    "colour_grid": colour.pack_grid(levels, 32, 8)}
+            for carried, corrections in ((chunks, {}), (metadata[2], {}), (chunks, side)):
+                header = bitstream.StreamHeader("fuzz", codec.identity, width, height, 0, method, payload, carried, **corrections)
+                seeds.append(bitstream.serialize(header))
     return seeds
 
 
@@ -109,6 +114,8 @@ def main() -> None:
             assert about.bytes == len(data) and set(about.metadata) <= set(bitstream.CHUNK_TAGS)
             grid, height, width = codec.decode_indices(data)
             assert grid.min() >= 0 and grid.max() < 256, "index out of range"
+            header = bitstream.parse(data)
+            colour.correct(np.zeros((height, width, 3), np.uint8), header.colour, header.colour_grid)
             outcomes["decoded"] += 1
         except BitstreamError as e:
             outcomes["BitstreamError: " + re.sub(r"[0-9a-f]{6,}|\d+|'[^']*'", "_", str(e))[:70]] += 1

@@ -143,7 +143,7 @@ def _each(jobs: list[tuple[str, str]], work: Callable[[str, str], str], quiet: b
 @click.option("--bpp", "target_bpp", type=float, default=None, metavar="RATE",
               help="Use the bundled model whose rate is closest to RATE bits per pixel (instead of --model).")
 @click.option("--no-colour", "no_colour", is_flag=True,
-              help="Send no colour correction (24 bytes, sent when it removes a visible cast; encoding then decodes once).")
+              help="Send no colour correction (a few bytes, sent where they remove a visible cast; encoding then decodes once).")
 @metadata_option("none", "What of the input's EXIF (orientation reset: it is applied to the pixels), ICC profile and XMP the stream carries; every byte counts in bpp.")
 @memory_option
 @precision_option
@@ -253,7 +253,7 @@ def info(stream: str) -> None:
     click.echo(f"bytes:   {about.bytes} ({about.payload_bytes} payload)")
     click.echo(f"bpp:     {about.bpp:.4f}")
     click.echo(f"method:  {about.method}")
-    click.echo(f"colour:  {'corrected (24 bytes of side information)' if about.colour_corrected else 'as decoded'}")
+    click.echo(f"colour:  {f'corrected ({about.colour_bytes} bytes of side information)' if about.colour_bytes else 'as decoded'}")
     click.echo("metadata: " + (", ".join(f"{k} ({n} bytes)" for k, n in about.metadata.items()) or "none"))
 
 

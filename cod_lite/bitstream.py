@@ -20,8 +20,10 @@ VERSION = 1  # no metadata
 VERSION_METADATA = 2  # chunks after the payload: metadata, side information
 # metadata kind -> chunk tag; the kinds are also the names of --metadata and of Pillow's info keys' sources
 CHUNK_TAGS = {"exif": b"EXIF", "icc": b"ICCP", "xmp": b"XMP "}
-COLOUR_TAG = b"CLRT"  # the encoder's colour correction (cod_lite.colour), applied by the decoder
-MAX_CHUNKS = len(CHUNK_TAGS) + 1
+COLOUR_TAG = b"CLRT"  # the encoder's colour transform (cod_lite.colour), applied by the decoder
+GRID_TAG = b"CGRD"  # the encoder's grid of colour offsets (cod_lite.colour), applied after the transform
+SIDE_TAGS = {"colour": COLOUR_TAG, "colour_grid": GRID_TAG}  # header field -> chunk tag
+MAX_CHUNKS = len(CHUNK_TAGS) + len(SIDE_TAGS)
 HASH_BYTES = 8
 MAX_NAME_BYTES = 255  # the name's length is one byte
 MAX_DIMENSION = 2**31 - 1
@@ -44,6 +46,7 @@ class StreamHeader:
     payload: bytes
     metadata: Mapping[str, bytes] = field(default_factory=dict)  # kind ("exif", "icc", "xmp") -> bytes
     colour: bytes = b""  # packed colour transform, or empty: none
+    colour_grid: bytes = b""  # packed grid of colour offsets, or empty: none
 
 
 def _header_problem(name: bytes, header: StreamHeader) -> str | None:
@@ -86,7 +89,8 @@ def serialize(header: StreamHeader) -> bytes:
     problem = _header_problem(name, header)
     if problem:
         raise ValueError(problem)
-    tagged = [(CHUNK_TAGS[kind], data) for kind, data in header.metadata.items()] + [(COLOUR_TAG, header.colour)]
+    tagged = [(CHUNK_TAGS[kind], data) for kind, data in header.metadata.items()]
+    tagged += [(tag, getattr(header, kind)) for kind, tag in SIDE_TAGS.items()]
     chunks = [tag + _varint(len(data)) + bytes(data) for tag, data in tagged if data]
     version = VERSION_METADATA if chunks else VERSION
     body = b"".join(
@@ -162,8 +166,8 @@ def parse(data: bytes) -> StreamHeader:
     except UnicodeDecodeError:
         raise BitstreamError("malformed stream: model name is not valid UTF-8") from None
     metadata = _metadata(chunks)
-    colour = metadata.pop("colour", b"")
-    header = StreamHeader(model_name, bytes(model_hash), width, height, pad_mode, method, bytes(payload), metadata, colour)
+    side = {kind: metadata.pop(kind, b"") for kind in SIDE_TAGS}
+    header = StreamHeader(model_name, bytes(model_hash), width, height, pad_mode, method, bytes(payload), metadata, **side)
     problem = _header_problem(name, header)
     if problem:
         raise BitstreamError(f"malformed stream: {problem}")
@@ -179,9 +183,9 @@ def _read_chunks(r: _Reader) -> list[tuple[bytes, bytes]]:
 
 
 def _metadata(chunks: list[tuple[bytes, bytes]]) -> dict[str, bytes]:
-    """Chunks (read after the CRC check) as kind -> bytes ("colour" for the transform): known tags
-    only, each once, none empty."""
-    kinds = {tag: kind for kind, tag in CHUNK_TAGS.items()} | {COLOUR_TAG: "colour"}
+    """Chunks (read after the CRC check) as kind -> bytes (side information under its header
+    field's name): known tags only, each once, none empty."""
+    kinds = {tag: kind for kind, tag in (CHUNK_TAGS | SIDE_TAGS).items()}
     found: dict[str, bytes] = {}
     for tag, data in chunks:
         kind = kinds.get(tag)

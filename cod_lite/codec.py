@@ -200,16 +200,11 @@ class Codec:
         entropy-coded with whichever of `methods` (default: all the model supports) gives the
         smallest payload. `metadata` ('none', 'all' or kinds of exif/icc/xmp) picks what of the
         source's EXIF, ICC profile and XMP the stream carries (docs/format.md). With `colour`, the
-        encoder decodes its own indices and adds a 24-byte colour correction when that removes a
-        visible colour error (`cod_lite.colour`; encoding then takes one decode longer)."""
+        encoder decodes its own indices and adds colour corrections where they pay for their
+        bytes (`cod_lite.colour`; encoding then takes one decode longer)."""
         pixels = load_image(image)
         carried = read_metadata(image, metadata_kinds(metadata))
-        indices = self.quantize(pixels)
-        return self._stream(indices, *pixels.shape[:2], methods, carried, self._colour_for(pixels, indices) if colour else b"")
-
-    def _colour_for(self, pixels: np.ndarray, indices: np.ndarray) -> bytes:
-        """The colour side information for an image: fitted on what the decoder will make of `indices`."""
-        return colour.side_information(pixels, self.reconstruct(indices, *pixels.shape[:2]))
+        return self._stream(self.quantize(pixels), pixels, methods, carried, colour)
 
     def encode_many(self, images: Sequence[ImageSource], methods: tuple[int, ...] | None = None, colour: bool = True) -> list[bytes]:
         """Streams for several images. Images of one size share network calls, as many per call as
@@ -224,16 +219,19 @@ class Codec:
             for i, grid in zip(group, grids.cpu().numpy().astype(np.int64)):
                 indices[i] = grid
         grids = [grid if grid is not None else self.quantize(p) for p, grid in zip(pixels, indices)]
-        return [
-            self._stream(grid, *p.shape[:2], methods, None, self._colour_for(p, grid) if colour else b"")
-            for p, grid in zip(pixels, grids)
-        ]
+        return [self._stream(grid, p, methods, None, colour) for p, grid in zip(pixels, grids)]
 
     def _stream(
-        self, indices: np.ndarray, height: int, width: int, methods: tuple[int, ...] | None,
-        metadata: dict[str, bytes] | None = None, colour_info: bytes = b"",
+        self, indices: np.ndarray, pixels: np.ndarray, methods: tuple[int, ...] | None,
+        metadata: dict[str, bytes] | None, correct_colour: bool,
     ) -> bytes:
+        """The stream of `indices`, coded from `pixels` (the original, which the colour side
+        information is fitted against: on what the decoder will make of `indices`)."""
+        height, width = pixels.shape[:2]
         method, payload = encode_grid(indices, self.model_config.codebook_bits, self.prior, methods)
+        side = (b"", b"")
+        if correct_colour:
+            side = colour.side_information(pixels, self.reconstruct(indices, height, width), len(payload))
         header = bitstream.StreamHeader(
             model_name=self.name,
             model_hash=self.identity,
@@ -243,7 +241,8 @@ class Codec:
             method=method,
             payload=payload,
             metadata=metadata or {},
-            colour=colour_info,
+            colour=side[0],
+            colour_grid=side[1],
         )
         return bitstream.serialize(header)
 
@@ -277,6 +276,7 @@ class Codec:
         limit = pixel_limit()
         if header.width * header.height > limit:
             raise BitstreamError(f"stream claims a {header.width}x{header.height} image, above the pixel limit {limit}")
+        colour.check(header.colour, header.colour_grid, header.height, header.width)
         ds = self.model_config.ds
         ph, pw = self._padded_size(header.height, header.width)
         shape = (ph // ds, pw // ds)
@@ -327,8 +327,8 @@ class Codec:
 
 
 def _corrected(pixels: np.ndarray, header: bitstream.StreamHeader) -> np.ndarray:
-    """The decoded pixels with the stream's colour correction applied, if it carries one."""
-    return colour.apply(pixels, colour.unpack(header.colour)) if header.colour else pixels
+    """The decoded pixels with the stream's colour corrections applied, if it carries any."""
+    return colour.correct(pixels, header.colour, header.colour_grid)
 
 
 PILLOW_INFO_KEYS = {"exif": "exif", "icc": "icc_profile", "xmp": "xmp"}  # metadata kind -> PIL info key

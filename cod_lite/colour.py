@@ -1,12 +1,18 @@
-"""A per-image colour correction sent as side information: the encoder, which has the original,
-fits it on the decoded image, and the decoder applies it to its output.
+"""Colour corrections sent as side information: the encoder, which has the original, fits them on
+the decoded image, and the decoder applies them to its output.
 
 A small generative decoder drifts in colour (a cast over the whole picture, saturated hues pulled
-towards their neighbours); the indices cannot say so, but 24 bytes can. The transform is a gain
-and an offset per channel, fitted by least squares on the 16x16 region means (what
-`metrics.colour_error` compares), so texture is scaled with its region, never mixed across
-channels: a full 3x3 mix removed more colour error but raised DISTS (docs/models.md). It is stored
-as a general 3x4 matrix (docs/format.md, chunk `CLRT`), so a later encoder may send more.
+towards their neighbours); the indices cannot say so, but a few bytes can. Two corrections, each
+sent only when it pays:
+- a transform of the whole picture (chunk `CLRT`, 24 bytes): a gain and an offset per channel,
+  fitted by least squares on the 16x16 region means (what `metrics.colour_error` compares), so
+  texture is scaled with its region, never mixed across channels (a full 3x3 mix removed more
+  colour error but raised DISTS, docs/models.md); stored as a general 3x4 matrix;
+- a coarse grid of offsets (chunk `CGRD`): one RGB offset per cell of 32..256 px, bilinearly
+  interpolated between cell centres, so it moves regions' colours and leaves texture alone.
+  The encoder picks the cell size and step that minimise colour error + GRID_RATE_COST per
+  percent of the payload's bytes, at most GRID_MAX_SHARE of them.
+docs/format.md specifies both chunks.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import numpy as np
 
 from .errors import BitstreamError
 from .metrics import COLOUR_BLOCK, box_downscale, colour_error
+from .models.config import PATCH_SIZE
 
 MATRIX_SCALE = 4096  # gains and mixing weights in units of 1/4096 (int16: -8 .. 8)
 OFFSET_SCALE = 16  # offsets in units of 1/16 grey level (int16: -2048 .. 2048)
@@ -61,8 +68,172 @@ def apply(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def side_information(original: np.ndarray, decoded: np.ndarray) -> bytes:
+def transform_information(original: np.ndarray, decoded: np.ndarray) -> bytes:
     """The packed transform when it removes at least MIN_GAIN of colour error, else b"" (none sent)."""
     matrix = fit(original, decoded)
     gain = colour_error(original, decoded) - colour_error(original, apply(decoded, matrix))
     return pack(matrix) if gain >= MIN_GAIN else b""
+
+
+# -- the grid of offsets (chunk CGRD) ----------------------------------------------------------
+GRID_CELLS = (32, 48, 64, 96, 128, 192, 256)  # cell sides the encoder tries, pixels
+GRID_STEPS = (4, 8, 16)  # quantiser steps it tries, in GRID_STEP_UNIT
+GRID_STEP_UNIT = 0.25  # grey levels
+GRID_MAX_ORDER = 6  # Exp-Golomb orders 0..6
+GRID_RATE_COST = 0.1  # dE76 a grid must remove per percent of the payload's bytes it adds
+GRID_MAX_SHARE = 0.10  # never more than this fraction of the payload
+GRID_MAX_OFFSET = 255.0  # grey levels; larger values are malformed
+_GRID_HEAD = 3  # bytes: cell side / 16, step in GRID_STEP_UNIT, Exp-Golomb order
+_MAX_PREFIX = 24  # zero bits before an Exp-Golomb value's 1: more is malformed
+
+
+def grid_shape(height: int, width: int, cell: int) -> tuple[int, int]:
+    """Cells of side `cell` over the image from its top-left corner; the last row/column may be partial."""
+    return -(-height // cell), -(-width // cell)
+
+
+def cell_means(image: np.ndarray, cell: int) -> np.ndarray:
+    """(rows, cols, 3) float64 means of the cells of `grid_shape` (partial ones over their pixels)."""
+    height, width = image.shape[:2]
+    starts_y, starts_x = np.arange(0, height, cell), np.arange(0, width, cell)
+    sums = np.add.reduceat(np.add.reduceat(image.astype(np.float64), starts_y, axis=0), starts_x, axis=1)
+    counts = np.diff(np.append(starts_y, height))[:, None] * np.diff(np.append(starts_x, width))[None, :]
+    return sums / counts[..., None]
+
+
+def _interpolation(size: int, cells: int, cell: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per pixel along one axis: the two cells it blends and the second one's weight (bilinear
+    between cell centres, constant beyond the outer centres)."""
+    starts = np.arange(cells) * cell
+    centres = (starts + np.minimum(starts + cell, size)) / 2
+    position = np.interp(np.arange(size) + 0.5, centres, np.arange(cells, dtype=np.float64))
+    first = np.floor(position).astype(np.int64)
+    return first, np.minimum(first + 1, cells - 1), (position - first).astype(np.float32)
+
+
+def apply_grid(image: np.ndarray, offsets: np.ndarray, cell: int) -> np.ndarray:
+    """HxWx3 uint8 + the interpolated (rows, cols, 3) offsets, rounded and clipped; row bands keep
+    the float field small for any image size."""
+    height, width = image.shape[:2]
+    rows, cols = offsets.shape[:2]
+    y0, y1, wy = _interpolation(height, rows, cell)
+    x0, x1, wx = _interpolation(width, cols, cell)
+    values = offsets.astype(np.float32)
+    across = values[:, x0] * (1 - wx)[None, :, None] + values[:, x1] * wx[None, :, None]  # (rows, W, 3)
+    out = np.empty_like(image)
+    band = 256
+    for top in range(0, height, band):
+        part = slice(top, min(top + band, height))
+        field = across[y0[part]] * (1 - wy[part])[:, None, None] + across[y1[part]] * wy[part][:, None, None]
+        out[part] = np.clip(np.rint(image[part].astype(np.float32) + field), 0, 255).astype(np.uint8)
+    return out
+
+
+def fit_grid(original: np.ndarray, decoded: np.ndarray, cell: int, rounds: int = 3) -> np.ndarray:
+    """Offsets whose interpolated field brings the cells' means to the original's: the cell means
+    of the difference, refined on what is left after applying them (interpolation blurs them)."""
+    offsets = cell_means(original.astype(np.float64) - decoded, cell)
+    for _ in range(rounds - 1):
+        offsets += cell_means(original.astype(np.float64) - apply_grid(decoded, offsets, cell), cell)
+    return offsets
+
+
+def pack_grid(levels: np.ndarray, cell: int, step: int) -> bytes:
+    """Chunk CGRD: cell / 16, step, Exp-Golomb order, then the zigzagged integer levels (row-major,
+    R G B per cell) in Exp-Golomb codes of the order that gives the fewest bytes."""
+    values = levels.astype(np.int64).ravel()
+    zigzag = np.where(values >= 0, 2 * values, -2 * values - 1)
+    best = min((_exp_golomb(zigzag, order), order) for order in range(GRID_MAX_ORDER + 1))
+    return bytes([cell // PATCH_SIZE, step, best[1]]) + best[0]
+
+
+def _exp_golomb(values: np.ndarray, order: int) -> bytes:
+    bits = []
+    for value in values.tolist():
+        code = value + (1 << order)
+        bits.append("0" * (code.bit_length() - 1 - order) + format(code, "b"))
+    text = "".join(bits)
+    text += "0" * (-len(text) % 8)
+    return int(text, 2).to_bytes(len(text) // 8, "big") if text else b""
+
+
+def unpack_grid(data: bytes, height: int, width: int) -> tuple[np.ndarray, int]:
+    """(offsets in grey levels, cell side) of a CGRD chunk for an image of this size; a malformed
+    chunk (bad head, too few or too many codes, an offset beyond GRID_MAX_OFFSET) is a BitstreamError."""
+    if len(data) < _GRID_HEAD or not data[0] or not data[1] or data[2] > GRID_MAX_ORDER:
+        raise BitstreamError("malformed stream: colour grid header")
+    cell, step, order = data[0] * PATCH_SIZE, data[1], data[2]
+    rows, cols = grid_shape(height, width, cell)
+    count = rows * cols * 3
+    bits = np.unpackbits(np.frombuffer(data, dtype=np.uint8, offset=_GRID_HEAD))
+    if count > len(bits) // (order + 1):  # every code has at least order + 1 bits
+        raise BitstreamError(f"malformed stream: colour grid of {len(data)} bytes cannot hold {count} offsets")
+    text = "".join("1" if b else "0" for b in bits.tolist())
+    values, at = [], 0
+    for _ in range(count):
+        one = text.find("1", at, at + _MAX_PREFIX + 1)
+        if one < 0:
+            raise BitstreamError("malformed stream: colour grid code too long or truncated")
+        zeros = one - at
+        end = one + zeros + order + 1
+        if end > len(text):
+            raise BitstreamError("malformed stream: colour grid truncated")
+        values.append(int(text[one:end], 2) - (1 << order))
+        at = end
+    if len(text) - at >= 8 or "1" in text[at:]:
+        raise BitstreamError("malformed stream: trailing data in the colour grid")
+    zigzag = np.array(values, dtype=np.int64)
+    levels = np.where(zigzag % 2 == 0, zigzag // 2, -(zigzag + 1) // 2)
+    offsets = levels.reshape(rows, cols, 3) * (step * GRID_STEP_UNIT)
+    if np.abs(offsets).max(initial=0) > GRID_MAX_OFFSET:
+        raise BitstreamError("malformed stream: colour grid offset out of range")
+    return offsets, cell
+
+
+def grid_information(original: np.ndarray, decoded: np.ndarray, payload_bytes: int) -> bytes:
+    """The CGRD chunk that lowers colour error + GRID_RATE_COST per percent of `payload_bytes`
+    the most, within GRID_MAX_SHARE of them; b"" when none beats sending nothing."""
+    height, width = original.shape[:2]
+    best, best_cost = b"", colour_error(original, decoded)
+    for cell in GRID_CELLS:
+        if cell > max(height, width) and cell != GRID_CELLS[0]:
+            break
+        offsets = fit_grid(original, decoded, cell)
+        for step in GRID_STEPS:
+            size = step * GRID_STEP_UNIT
+            levels = np.clip(np.round(offsets / size), -GRID_MAX_OFFSET // size, GRID_MAX_OFFSET // size)
+            data = pack_grid(levels, cell, step)
+            share = (len(data) + 6) / max(payload_bytes, 1)  # + the chunk's tag and length
+            if share > GRID_MAX_SHARE:
+                continue
+            cost = colour_error(original, apply_grid(decoded, levels * size, cell)) + GRID_RATE_COST * 100 * share
+            if cost < best_cost:
+                best, best_cost = data, cost
+    return best
+
+
+def side_information(original: np.ndarray, decoded: np.ndarray, payload_bytes: int) -> tuple[bytes, bytes]:
+    """(CLRT, CGRD) chunk data for an image, each b"" when it does not pay; the grid is fitted on
+    the decoding after the transform, the order the decoder applies them in (`correct`)."""
+    transform = transform_information(original, decoded)
+    if transform:
+        decoded = apply(decoded, unpack(transform))
+    return transform, grid_information(original, decoded, payload_bytes)
+
+
+def check(transform: bytes, grid: bytes, height: int, width: int) -> None:
+    """BitstreamError if a stream's corrections are malformed: what a decoder checks before decoding."""
+    if transform:
+        unpack(transform)
+    if grid:
+        unpack_grid(grid, height, width)
+
+
+def correct(image: np.ndarray, transform: bytes, grid: bytes) -> np.ndarray:
+    """A decoder's uint8 output with a stream's corrections applied: the transform, then the grid."""
+    if transform:
+        image = apply(image, unpack(transform))
+    if grid:
+        offsets, cell = unpack_grid(grid, *image.shape[:2])
+        image = apply_grid(image, offsets, cell)
+    return image

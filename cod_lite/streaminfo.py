@@ -23,7 +23,7 @@ class StreamInfo:
     method: str  # entropy-coding method, by name
     model_installed: bool
     metadata: dict[str, int]  # metadata kind ("exif", "icc", "xmp") -> its bytes in the stream
-    colour_corrected: bool  # carries the encoder's colour correction (cod_lite.colour)
+    colour_bytes: int  # bytes of the encoder's colour corrections (cod_lite.colour) it carries; 0: none
 
     @property
     def bpp(self) -> float:
@@ -48,5 +48,5 @@ def inspect(data: bytes) -> StreamInfo:
         method=METHOD_NAMES.get(header.method, f"method {header.method} (unknown to this version)"),
         model_installed=installed,
         metadata={kind: len(data) for kind, data in header.metadata.items()},
-        colour_corrected=bool(header.colour),
+        colour_bytes=len(header.colour) + len(header.colour_grid),
     )
