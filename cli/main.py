@@ -9,15 +9,10 @@ from pathlib import Path
 from typing import Any, Callable
 
 import click
-import numpy as np
 from tqdm import tqdm
 
 import cod_lite
-from cod_lite.fileio import STDIO, atomic_write, check_target, read_input, write_output
-from cod_lite.codec import stream_metadata
-from cod_lite.image_io import encode_image, metadata_kinds, save_format, save_image
-from cod_lite.models.sampling import MAX_SEED
-from cod_lite.tiling import DEFAULT_MAX_MEMORY, parse_memory
+from cod_lite.files import DEFAULT_MAX_MEMORY, IMAGE_FORMATS, MAX_SEED, STDIO, atomic_write, check_target, parse_memory, read_input
 
 def _fail(message: str, code: int = 1) -> None:
     click.echo(f"codlite: error: {message}", err=True)
@@ -165,16 +160,11 @@ def compress(
     name = cod_lite.model_for_bpp(target_bpp) if target_bpp is not None else model or "default"
     if threads:
         cod_lite.set_threads(threads)
-    kinds = metadata_kinds(metadata)
     jobs = _jobs(inputs, output, ".cod")
     codec = cod_lite.load_model(name, max_memory=max_memory, precision=precision)
 
     def work(source: str, target: str) -> str:
-        if target != STDIO:
-            check_target(target, overwrite=force)
-        data = codec.encode(read_input(source) if source == STDIO else source, metadata=kinds, colour=not no_colour)
-        write_output(target, data, overwrite=force)
-        about = cod_lite.inspect(data)
+        about = cod_lite.compress_file(source, target, codec, metadata=metadata, colour=not no_colour, overwrite=force)
         return f"{target}: {about.width}x{about.height}, {about.bytes} bytes, {about.bpp:.4f} bpp ({codec.name})"
 
     _each(jobs, work, quiet)
@@ -210,33 +200,24 @@ def decompress(
     One INPUT: OUTPUT's suffix picks the format (.png, .jpg, .webp, ...); - writes PNG (or --format)
     to stdout, and INPUT - reads the stream from stdin. Several: OUTPUT is a folder.
     """
-    budget = parse_memory(max_memory)
+    budget = parse_memory(max_memory)  # a bad --max-memory fails once, before any file
     suffix = "." + (image_format or "png").lower().lstrip(".")
-    save_format(f"x{suffix}")  # an unknown --format fails before any work
+    if suffix not in IMAGE_FORMATS:  # an unknown --format fails before any work
+        raise cod_lite.InputError(f"cannot write images as '{image_format}'; use one of {', '.join(IMAGE_FORMATS)}")
     if image_format and len(inputs) == 1 and output != STDIO and Path(output).suffix.lower() != suffix:
         raise cod_lite.InputError(f"--format {image_format} does not match OUTPUT '{output}'; drop one of them")
     if reference_format and model is None:
         raise cod_lite.InputError("--reference-format needs --model: the authors' .cod does not name its model")
-    kinds = metadata_kinds(metadata)
     if threads:
         cod_lite.set_threads(threads)
     jobs = _jobs(inputs, output, suffix)
 
     def work(source: str, target: str) -> str:
-        if target != STDIO:
-            save_format(target)
-            check_target(target, overwrite=force)
-        data = read_input(source)
-        if reference_format:
-            image = cod_lite.load_model(model, max_memory=budget, precision=precision).decode_reference(data, steps=steps, seed=seed)
-        else:
-            image = cod_lite.decode(data, model=model, max_memory=budget, steps=steps, seed=seed, precision=precision)
-        kept = {k: v for k, v in stream_metadata(image).items() if k in kinds}
-        if target == STDIO:
-            write_output(STDIO, encode_image(np.asarray(image), suffix, kept))
-        else:
-            save_image(np.asarray(image), target, overwrite=force, metadata=kept)
-        return f"{target}: {image.width}x{image.height}"
+        width, height = cod_lite.decompress_file(
+            source, target, model=model, reference_format=reference_format, image_format=image_format, metadata=metadata,
+            steps=steps, seed=seed, max_memory=budget, precision=precision, overwrite=force,
+        )
+        return f"{target}: {width}x{height}"
 
     _each(jobs, work, quiet)
 

@@ -4,11 +4,15 @@
     data = cod_lite.encode("photo.png")          # bytes, bundled default model
     image = cod_lite.decode(data)                 # PIL.Image, model found from the stream
     PIL.Image.open("photo.cod")                   # importing cod_lite registers .cod with Pillow
+    cod_lite.compress_file("photo.png", "photo.cod", cod_lite.load_model())  # what `codlite compress` does
+
+`cod_lite.files` holds the file-level helpers the CLI is built on (stdin/stdout, atomic writes).
 """
 
 from .batch import ConvertSummary, convert
 from .codec import Codec, decode, encode, load_model, set_threads
 from .evaluate import Evaluation, evaluate
+from .files import compress_file, decompress_file
 from .errors import BitstreamError, CheckpointError, CodLiteError, InputError, ModelNotFoundError, OutputError
 from .kernels.fast import PRECISIONS
 from .official import import_official
@@ -33,8 +37,10 @@ __all__ = [
     "ModelNotFoundError",
     "OutputError",
     "available_models",
+    "compress_file",
     "convert",
     "decode",
+    "decompress_file",
     "encode",
     "evaluate",
     "fit_prior",
