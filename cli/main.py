@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 import sys
 from pathlib import Path
 from typing import Any, Callable
@@ -14,26 +13,14 @@ from tqdm import tqdm
 import cod_lite
 from cod_lite.files import DEFAULT_MAX_MEMORY, IMAGE_FORMATS, MAX_SEED, STDIO, atomic_write, check_target, parse_memory, read_input
 
-def _fail(message: str, code: int = 1) -> None:
-    click.echo(f"codlite: error: {message}", err=True)
-    sys.exit(code)
-
-
 def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
-    """One line on stderr and a non-zero exit instead of a traceback (CODLITE_DEBUG=1 shows it)."""
+    """The command's failures as one line on stderr and an exit status (`errors.exit_status`)."""
 
     @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except cod_lite.CodLiteError as e:
-            _fail(str(e))
-        except KeyboardInterrupt:
-            _fail("interrupted", 130)
-        except Exception as e:  # noqa: BLE001 - the CLI promise: no tracebacks
-            if os.environ.get("CODLITE_DEBUG"):
-                raise
-            _fail(f"unexpected {type(e).__name__}: {e} (set CODLITE_DEBUG=1 for details)", 2)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        status = cod_lite.exit_status(lambda: command(*args, **kwargs))
+        if status:
+            sys.exit(status)
 
     return wrapper
 
@@ -128,7 +115,7 @@ def _each(jobs: list[tuple[str, str]], work: Callable[[str, str], str], quiet: b
         if not quiet:
             click.echo(line, err=target == STDIO)
     if failed:
-        _fail(f"{failed} of {len(jobs)} files failed")
+        raise cod_lite.CodLiteError(f"{failed} of {len(jobs)} files failed")
 
 
 @cli.command()

@@ -13,7 +13,7 @@ from .batch import ConvertSummary, convert
 from .codec import Codec, decode, encode, load_model, set_threads
 from .evaluate import Evaluation, evaluate
 from .files import compress_file, decompress_file
-from .errors import BitstreamError, CheckpointError, CodLiteError, InputError, ModelNotFoundError, OutputError
+from .errors import BitstreamError, CheckpointError, CodLiteError, InputError, ModelNotFoundError, OutputError, exit_status
 from .kernels.fast import PRECISIONS
 from .official import import_official
 from .pillow_plugin import register as register_pillow
@@ -43,6 +43,7 @@ __all__ = [
     "decompress_file",
     "encode",
     "evaluate",
+    "exit_status",
     "fit_prior",
     "import_official",
     "inspect",

@@ -31,14 +31,20 @@ class OutputError(CodLiteError):
     """An output path cannot be written: exists, unwritable, or its folder is missing."""
 
 
-def exit_status(run: Callable[[], int | None]) -> int:
-    """`run()` as a command's exit status: what it returns (None: 0), or 1 with one line on
-    stderr for bad input or a failed file operation (CODLITE_DEBUG=1 shows the traceback
-    instead). For the non-click entry points (`python -m cod_lite.train`, the GPU session)."""
+def exit_status(run: Callable[[], int | None], prog: str = "codlite") -> int:
+    """`run()` as a command's exit status, for every entry point (the codlite CLI, `python -m
+    cod_lite.train`, tools/): what it returns (None: 0); else one line on stderr instead of a
+    traceback (CODLITE_DEBUG=1 shows it): 1 for bad input or a failed file operation, 130 when
+    interrupted, 2 for anything unexpected."""
     try:
         return run() or 0
-    except (CodLiteError, OSError, ValueError) as e:
+    except KeyboardInterrupt:
+        print(f"{prog}: error: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - the promise of every command: no tracebacks
         if os.environ.get("CODLITE_DEBUG"):
             raise
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+        expected = isinstance(e, (CodLiteError, OSError, ValueError))
+        message = str(e) if expected else f"unexpected {type(e).__name__}: {e} (set CODLITE_DEBUG=1 for details)"
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return 1 if expected else 2

@@ -322,26 +322,6 @@ def test_cli_init_keeps_the_init_files_architecture_unless_a_flag_changes_it(fol
     assert load_weights(tmp_path / "other" / "last.safetensors")[0] == changed
 
 
-def test_input_noise_starts_from_the_init_models_output_and_learns_to_read_the_noise(folder, tmp_path):
-    from cod_lite.train.loop import silence_image_input
-
-    source = train(settings(folder, tmp_path / "src", "onestep", steps=2), TINY)
-    net = CodLiteNet(TINY)
-    net.load_state_dict(load_weights(source)[1])
-    net.eval()
-    cond = torch.randn(1, TINY.hidden_size, 2, 2)
-    noise = torch.randn(1, 3, 32, 32)
-    with torch.no_grad():
-        assert not torch.allclose(net.denoise(noise, None, cond), net.denoise(torch.zeros_like(noise), None, cond), atol=1e-4)
-        silence_image_input(net)
-        assert torch.allclose(net.denoise(noise, None, cond), net.denoise(torch.zeros_like(noise), None, cond), atol=1e-6)
-    path = train(settings(folder, tmp_path / "noisy", "onestep", steps=3, init=str(source), input_noise=1.0, lpips_alex=1.0), TINY)
-    after = load_weights(path)[1]
-    assert after["s_embedder.proj1.weight"].abs().sum() > 0  # zeroed at the start, moved by the noise's gradient
-    with pytest.raises(ValueError, match="input_noise"):  # resuming with another noise level is refused
-        train(settings(folder, tmp_path / "noisy", "onestep", steps=4, init=str(source)), TINY)
-
-
 def test_region_colours_loss_sees_a_cast_but_not_a_zero_mean_texture():
     from cod_lite.train.stages import region_colours
 

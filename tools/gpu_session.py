@@ -366,7 +366,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--work", default="/tmp/gpu_session", help="run folders (optimiser state stays here)")
     r.add_argument("--seed", type=int, default=16)
     args = parser.parse_args(argv)
-    return exit_status(lambda: _command(args))
+    return exit_status(lambda: _command(args), prog="gpu_session")
 
 
 def _command(args: argparse.Namespace) -> int | None:

@@ -19,7 +19,7 @@ from .stages import STAGES
 def main(argv: list[str] | None = None) -> int:
     """Exit status 1 with one line on stderr for bad input (CODLITE_DEBUG=1 shows the traceback)."""
     args = _parser().parse_args(argv)
-    return exit_status(lambda: _run(args))
+    return exit_status(lambda: _run(args), prog="cod_lite.train")
 
 
 def _parser() -> argparse.ArgumentParser:

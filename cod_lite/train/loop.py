@@ -57,7 +57,6 @@ class TrainSettings:
     seam: float = 0.0  # steps across patch borders beyond the true ones (stages.seam_loss)
     pattern: float = 0.0  # L1 between the mean patches of output and target (stages.mean_patch)
     colour: float = 0.0  # L1 between 16x16 region means of output and target (stages.region_colours)
-    input_noise: float = 0.0  # one-step stages: x_t = this * N(0, 1) instead of 0 (a texture source; experimental)
     refine_lr_scale: float = 1.0  # the seam refiner's learning rate relative to --lr (it starts at zero)
     t0_fraction: float = 0.25
     align: float = 0.0
@@ -113,18 +112,9 @@ def load_matching(net: torch.nn.Module, state: dict[str, torch.Tensor]) -> int:
     return len(matching)
 
 
-def silence_image_input(net: CodLiteNet) -> None:
-    """Zero the weights that read x_t (the trunk's patch projection, the head's 3 pixel inputs):
-    a one-step model trained with x_t = 0 then gives the same output with noise as x_t, and
-    learns from there what to make of it."""
-    with torch.no_grad():
-        net.s_embedder.proj1.weight.zero_()
-        net.x_embedder.embedder[0].weight[:, :3].zero_()
-
-
 # What a run optimises: resuming a run folder with any of these changed is refused, because a
 # forgotten loss flag would otherwise silently train the rest of the run on another objective.
-RESUME_FIXED = ("stage", "l1", "lpips_vgg", "lpips_alex", "seam", "pattern", "colour", "input_noise", "t0_fraction", "align", "teacher", "teacher_steps",
+RESUME_FIXED = ("stage", "l1", "lpips_vgg", "lpips_alex", "seam", "pattern", "colour", "t0_fraction", "align", "teacher", "teacher_steps",
                 "distill", "adversarial", "freeze_encoder", "refiner_only")
 
 
@@ -183,8 +173,6 @@ def train(settings: TrainSettings, config: ModelConfig, on_save: Callable[[Path,
         _, init_state, _ = load_weights(settings.init)
         loaded = load_matching(net, init_state)
         print(f"initialised {loaded} of {len(net.state_dict())} tensors from {settings.init}")
-        if settings.input_noise and settings.stage in ("onestep", "distill"):
-            silence_image_input(net)
     net.to(device, memory_format=memory_format).train()
     if settings.encoder_frozen:  # the indices, and so an --init model's fitted prior, stay valid
         net.y_embedder.encoder.requires_grad_(False).eval()

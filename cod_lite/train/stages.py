@@ -174,8 +174,7 @@ class Objective(nn.Module):
         if self.projector is not None:
             self._hidden.clear()
         if s.stage in ("onestep", "distill"):
-            x_in = torch.randn_like(target) * s.input_noise if s.input_noise else torch.zeros_like(target)
-            pred = net.denoise(x_in, None, cond)
+            pred = net.denoise(torch.zeros_like(target), None, cond)
             losses, total = self._one_step_terms(pred, target)
             if self.teacher is not None:
                 sample = sample_teacher(self.teacher, x01, s.teacher_steps)
