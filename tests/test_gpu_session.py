@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 import cod_lite
 from cod_lite.errors import CheckpointError, ModelNotFoundError
 from cod_lite.perceptual import LPIPS
-from cod_lite.perceptual.weights import PACK_FOLDER, training_pack
+from cod_lite.perceptual.weights import PACK_FOLDER
 from cod_lite.train.data import write_crop_set
 from tools.gpu_session import OUT_FILES, build_perceptual, check_total, session_command
 from cod_lite.weights import load_weights
@@ -58,8 +58,7 @@ def test_pack_is_used_only_when_asked_and_stays_close(carry, weights_dir):
         LPIPS("vgg", cache_dir=folder)  # what a metric does: never the pack
     torch.manual_seed(0)
     x, y = torch.rand(2, 2, 3, 64, 64) * 2 - 1
-    with training_pack():
-        packed = LPIPS("vgg", cache_dir=folder)(x, y)
+    packed = LPIPS("vgg", cache_dir=folder, allow_pack=True)(x, y)
     exact = LPIPS("vgg", cache_dir=weights_dir)(x, y)
     assert torch.allclose(packed, exact, atol=5e-3) and not torch.equal(packed, exact)
 
@@ -71,8 +70,8 @@ def test_damaged_pack_is_refused(carry, tmp_path, weights_dir):
     data = bytearray(packed.read_bytes())
     data[-1] ^= 1
     packed.write_bytes(bytes(data))
-    with training_pack(), pytest.raises(CheckpointError):
-        LPIPS("alex", cache_dir=home / "perceptual")
+    with pytest.raises(CheckpointError):
+        LPIPS("alex", cache_dir=home / "perceptual", allow_pack=True)
 
 
 def test_carry_over_the_limit_fails_clearly():

@@ -157,7 +157,6 @@ def pack_deviation(images: str | os.PathLike, home: Path, count: int = 6) -> str
     from cod_lite.codec import load_model
     from cod_lite.image_io import find_images, load_image
     from cod_lite.perceptual import LPIPS
-    from cod_lite.perceptual.weights import training_pack
 
     codec, refs, decoded = load_model("default"), [], []
     for path in find_images(images)[:count]:
@@ -170,8 +169,7 @@ def pack_deviation(images: str | os.PathLike, home: Path, count: int = 6) -> str
     lines = []
     for net in ("vgg", "alex"):
         exact = LPIPS(net)
-        with training_pack():
-            packed = LPIPS(net, cache_dir=home / "perceptual")
+        packed = LPIPS(net, cache_dir=home / "perceptual", allow_pack=True)
         grads = []
         for metric in (exact, packed):
             y1 = y.clone().requires_grad_(True)

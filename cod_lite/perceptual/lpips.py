@@ -30,6 +30,7 @@ class LPIPS(nn.Module):
         *,
         cache_dir: str | os.PathLike | None = None,
         download: bool = False,
+        allow_pack: bool = False,
     ) -> None:
         super().__init__()
         if net == "alex":
@@ -39,7 +40,7 @@ class LPIPS(nn.Module):
         else:
             raise ValueError(f"net must be 'alex' or 'vgg', not {net!r}")
         self.net.load_state_dict(
-            load_perceptual_weights(f"{self.net.file_stem}.safetensors", cache_dir, download=download)
+            load_perceptual_weights(f"{self.net.file_stem}.safetensors", cache_dir, download=download, allow_pack=allow_pack)
         )
         self.heads = nn.ModuleList(nn.Conv2d(c, 1, 1, bias=False) for c in self.net.channels)
         self.heads.load_state_dict(load_perceptual_weights(f"lpips_v0.1_{net}.safetensors", cache_dir))

@@ -16,7 +16,6 @@ cache folder. Loading never downloads unless asked to.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
 import io
 import json
@@ -27,7 +26,6 @@ import sys
 import tarfile
 import tempfile
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -315,14 +313,14 @@ def verified_path(name: str, cache_dir: str | os.PathLike | None = None, *, down
 
 
 def load_perceptual_weights(
-    name: str, cache_dir: str | os.PathLike | None = None, *, download: bool = False
+    name: str, cache_dir: str | os.PathLike | None = None, *, download: bool = False, allow_pack: bool = False
 ) -> dict[str, torch.Tensor]:
     """One converted safetensors file's tensors, sha256-checked; fetches first only if `download`.
 
-    Inside `training_pack()` a file missing from the cache is read from its int8 training pack
-    instead (see `write_training_pack`); outside it, never."""
+    With `allow_pack` (training losses only) a file missing from the cache is read from its int8
+    training pack instead (see `write_training_pack`); without it, never."""
     folder = _resolve(cache_dir)
-    if _PACK_ALLOWED and not (folder / name).is_file() and name in _read_pack(folder):
+    if allow_pack and not (folder / name).is_file() and name in _read_pack(folder):
         return _load_packed(folder, name)
     return load_file(str(verified_path(name, cache_dir, download=download)))
 
@@ -331,25 +329,13 @@ def load_perceptual_weights(
 # A lent GPU machine takes 64 MiB of code and data in all; vgg16.safetensors alone is 56 MiB.
 # The pack stores the backbones' convolutions as int8 with one fp16 scale per output channel
 # (the bundled models' storage, `cod_lite.weights.quantize_int8`), a quarter of the size. It is
-# read only inside `training_pack()`, which the training loop enters for its losses when asked
-# (`--perceptual-pack`), so no metric is ever computed with it.
+# read only where a caller passes `allow_pack`, which the training losses do when asked
+# (`--perceptual-pack`); the metrics never do, so no metric is ever computed with it.
 PACK_FOLDER = "training-pack"
 PACK_MANIFEST = "pack.json"
 PACK_FORMAT = "cod-lite-perceptual-training-pack/1"
 PACKABLE = ("alexnet.safetensors", "vgg16.safetensors")
 PACK_METHOD = "conv weights int8, symmetric per output channel, fp16 scales (cod_lite.weights.quantize_int8); biases float32"
-_PACK_ALLOWED = False
-
-
-@contextlib.contextmanager
-def training_pack(enabled: bool = True) -> Iterator[None]:
-    """While active, backbones missing from the cache load from its training pack (training losses only)."""
-    global _PACK_ALLOWED
-    previous, _PACK_ALLOWED = _PACK_ALLOWED, enabled
-    try:
-        yield
-    finally:
-        _PACK_ALLOWED = previous
 
 
 def write_training_pack(

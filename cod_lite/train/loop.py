@@ -24,7 +24,6 @@ from ..kernels.fast import PRECISIONS, device_has_native_bf16
 from ..models.config import ModelConfig
 from ..models.network import CodLiteNet
 from ..models.sampling import Sampling
-from ..perceptual.weights import training_pack
 from ..weights import load_weights, save_weights
 from .data import CropSampler
 from .stages import Objective
@@ -186,8 +185,7 @@ def train(settings: TrainSettings, config: ModelConfig, on_save: Callable[[Path,
     if state_file.exists():
         ema.load_state_dict(ema_state)
 
-    with training_pack(settings.perceptual_pack):  # the losses' backbones only, never a metric
-        objective = Objective(net, settings).to(device, memory_format=memory_format)
+    objective = Objective(net, settings).to(device, memory_format=memory_format)
     if state_file.exists() and saved.get("aux"):
         objective.load_state_dict(saved["aux"], strict=False)
     model = torch.nn.parallel.DistributedDataParallel(objective, find_unused_parameters=objective.discriminator is not None) if distributed else objective

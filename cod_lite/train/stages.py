@@ -51,13 +51,13 @@ DISCRIMINATOR_TAPS = (1, 2, 3)  # relu2_2, relu3_3, relu4_3
 class FrozenVGG(nn.Module):
     """VGG16 taps of [0, 1] images; frozen, differentiable w.r.t. its input."""
 
-    def __init__(self) -> None:
+    def __init__(self, allow_pack: bool = False) -> None:
         super().__init__()
         from ..perceptual.backbones import VGG16Features
         from ..perceptual.weights import load_perceptual_weights
 
         self.features = VGG16Features()
-        self.features.load_state_dict(load_perceptual_weights("vgg16.safetensors", download=True))
+        self.features.load_state_dict(load_perceptual_weights("vgg16.safetensors", download=True, allow_pack=allow_pack))
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self.requires_grad_(False).eval()
@@ -139,10 +139,10 @@ class Objective(nn.Module):
         from ..perceptual import LPIPS
 
         if settings.lpips_vgg:
-            self.perceptual["vgg"] = LPIPS(net="vgg", download=True)
+            self.perceptual["vgg"] = LPIPS(net="vgg", download=True, allow_pack=settings.perceptual_pack)
         if settings.lpips_alex or settings.stage == "distill":
-            self.perceptual["alex"] = LPIPS(net="alex", download=True)
-        self.vgg = FrozenVGG() if settings.align or settings.adversarial else None
+            self.perceptual["alex"] = LPIPS(net="alex", download=True, allow_pack=settings.perceptual_pack)
+        self.vgg = FrozenVGG(settings.perceptual_pack) if settings.align or settings.adversarial else None
         self.projector = None
         if settings.align:
             self.projector = nn.Sequential(nn.Conv2d(net.config.hidden_size, 512, 1), nn.GELU(), nn.Conv2d(512, 512, 1))
