@@ -19,7 +19,7 @@ from cod_lite.models.network import CodLiteNet
 from cod_lite.train.data import CropSampler
 from cod_lite.train.export import export
 from cod_lite.train.loop import TrainSettings, load_matching, train
-from cod_lite.train.stages import Objective
+from cod_lite.train.objectives import make_objective
 from cod_lite.weights import load_weights, save_weights
 
 TINY = ModelConfig(name="tiny", ds=16, codebook_bits=4, hidden_size=32, hidden_size_x=8, num_blocks=2, num_cond_blocks=1, encoder_channels=32)
@@ -78,7 +78,7 @@ def test_pretrain_perceptual_terms_judge_the_t0_samples_only(folder, tmp_path):
     x = CropSampler(folder, 32, seed=5).batch(4)
     assert TrainSettings(stage="pretrain", data="d", out="o").l1 == 0 and TrainSettings(stage="onestep", data="d", out="o").l1 == 1
     for fraction, expect_terms in ((1.0, True), (0.0, False)):
-        objective = Objective(CodLiteNet(TINY), settings(folder, tmp_path, "pretrain", t0_fraction=fraction, l1=1.0, lpips_alex=0.5))
+        objective = make_objective(CodLiteNet(TINY), settings(folder, tmp_path, "pretrain", t0_fraction=fraction, l1=1.0, lpips_alex=0.5))
         losses, *_ = objective(x)
         assert ("l1" in losses and "lpips_alex" in losses) is expect_terms
         extra = losses["l1"] + 0.5 * losses["lpips_alex"] if expect_terms else 0.0
@@ -145,9 +145,9 @@ def test_export_int8_halves_the_file_and_keeps_the_decoder(folder, tmp_path):
 
 def test_unknown_stage(folder, tmp_path):
     with pytest.raises(ValueError, match="unknown stage"):
-        Objective(CodLiteNet(TINY), settings(folder, tmp_path, "bogus"))
+        make_objective(CodLiteNet(TINY), settings(folder, tmp_path, "bogus"))
     with pytest.raises(ValueError, match="needs --teacher"):
-        Objective(CodLiteNet(TINY), settings(folder, tmp_path, "distill"))
+        make_objective(CodLiteNet(TINY), settings(folder, tmp_path, "distill"))
 
 
 def read_log(path) -> list[dict]:
@@ -222,7 +222,7 @@ def test_freeze_encoder_keeps_the_indices_and_trains_a_smaller_decoder(folder, t
 
 
 def test_seam_loss_sees_only_the_steps_across_patch_borders():
-    from cod_lite.train.stages import seam_loss
+    from cod_lite.train.losses import seam_loss
 
     target = torch.zeros(1, 3, 32, 48)
     inside = target.clone()
@@ -236,7 +236,7 @@ def test_seam_loss_sees_only_the_steps_across_patch_borders():
 
 
 def test_mean_patch_is_what_every_patch_shares():
-    from cod_lite.train.stages import mean_patch
+    from cod_lite.train.losses import mean_patch
 
     photo = torch.rand(2, 3, 64, 48)
     stamp = torch.zeros(16, 16)
@@ -323,7 +323,7 @@ def test_cli_init_keeps_the_init_files_architecture_unless_a_flag_changes_it(fol
 
 
 def test_region_colours_loss_sees_a_cast_but_not_a_zero_mean_texture():
-    from cod_lite.train.stages import region_colours
+    from cod_lite.train.losses import region_colours
 
     photo = torch.rand(1, 3, 32, 48)
     hatching = torch.zeros(16, 16)

@@ -1,7 +1,7 @@
 """Multi-step decoding: Euler integration of the rectified flow, the one sampler of cod-lite.
 
 The flow is x_t = t x + (1 - t) eps (t = 1 is data, t = 0 pure noise) and the network predicts
-x ("pred x"). Training's distillation teacher (`train.stages`) and the codec's `--steps` decoder
+x ("pred x"). Training's distillation teacher (`train.losses.sample_teacher`) and the codec's `--steps` decoder
 both call `sample`, so they cannot drift apart. The rules (time grid, noise, guidance) are
 stated in docs/format.md ("Multi-step decoding"): Euler steps on the rectified-flow ODE as in the
 paper, with the constants of the authors' released sampler (the velocity clamp, the guidance

@@ -13,7 +13,7 @@ from ..weights import read_config
 from .data import write_crop_set
 from .export import PRECISIONS, export
 from .loop import TrainSettings, train
-from .stages import STAGES
+from .objectives import STAGES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -26,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m cod_lite.train", description="Train CoD-Lite models.")
     sub = parser.add_subparsers(dest="command", required=True)
     for stage in STAGES:
-        p = sub.add_parser(stage, help=STAGES[stage])
+        p = sub.add_parser(stage, help=STAGES[stage].__doc__)
         p.add_argument("--data", required=True, help="folder of training images (searched recursively)")
         p.add_argument("--out", required=True, help="run folder: checkpoints, train.log; resumed if present")
         for field in dataclasses.fields(TrainSettings):

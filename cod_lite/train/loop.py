@@ -1,4 +1,5 @@
-"""The training loop shared by every stage: optimiser, schedule, EMA, checkpoints, resume, DDP.
+"""The training loop shared by every stage: optimiser steps, logging and the discriminator's
+step; the parts it drives live beside it (settings, objectives, schedule, ema, checkpoint).
 
 Checkpoints in --out: `last.safetensors` (the EMA weights: a complete cod-lite model file)
 and `last_state.pt` (raw weights, optimiser, step; read back with weights_only=True).
@@ -6,14 +7,13 @@ and `last_state.pt` (raw weights, optimiser, step; read back with weights_only=T
 
 from __future__ import annotations
 
-import copy
 import json
 import math
 import os
 import platform
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -24,82 +24,16 @@ from ..kernels.fast import PRECISIONS, device_has_native_bf16
 from ..models.config import ModelConfig
 from ..models.network import CodLiteNet
 from ..models.sampling import Sampling
-from ..weights import load_weights, save_weights
+from ..weights import load_weights
+from .checkpoint import WEIGHTS_FILE, load_run, save_run
 from .data import CropSampler
-from .stages import Objective
+from .ema import EMA
+from .objectives import make_objective
+from .schedule import lr_factor
+from .settings import TrainSettings
 from .vq import CodeUsage
 
-
-@dataclass
-class TrainSettings:
-    stage: str
-    data: str
-    out: str
-    steps: int = 10000
-    batch_size: int = 8
-    crop: int = 128
-    max_crop: int | None = None  # each batch its own size, crop..max_crop (data.CropSampler)
-    lr: float = 2e-4
-    warmup: int = 500
-    ema_decay: float = 0.999
-    max_minutes: float | None = None
-    init: str | None = None
-    seed: int = 0
-    log_every: int = 50
-    save_every: int = 500
-    restart_every: int = 200  # dead-code restarts every N steps; 0: never (fine-tuning)
-    # None: 1.0 for the one-step stages, 0 for pretrain. In pretrain, L1 and the LPIPS terms judge
-    # the t = 0 samples only (the one-step output), beside the flow's MSE on every sample.
-    l1: float | None = None
-    lpips_vgg: float = 0.0
-    lpips_alex: float = 0.0
-    seam: float = 0.0  # steps across patch borders beyond the true ones (stages.seam_loss)
-    pattern: float = 0.0  # L1 between the mean patches of output and target (stages.mean_patch)
-    colour: float = 0.0  # L1 between 16x16 region means of output and target (stages.region_colours)
-    refine_lr_scale: float = 1.0  # the seam refiner's learning rate relative to --lr (it starts at zero)
-    t0_fraction: float = 0.25
-    align: float = 0.0
-    teacher: str | None = None
-    teacher_steps: int = 8
-    distill: float = 1.0
-    adversarial: float = 0.0
-    d_lr: float = 2e-4
-    compile: bool = False
-    freeze_encoder: bool = False
-    refiner_only: bool = False  # train the seam refiner alone: the rest of the network stays as loaded
-    device: str | None = None  # default: CUDA when available
-    # auto: bf16 autocast where the device has native bf16 (bf16 CUDA GPUs; CPUs with avx512_bf16
-    # or AMX), else fp32; or fp32 / bf16. Emulated bf16 is slow: a full pretrain step at batch 4 of
-    # 256 took 14-15 s with bf16 + channels_last against 1.7 s in fp32 on an AVX2-only Zen 2.
-    precision: str = "auto"
-    channels_last: bool = False
-    deadline: float | None = None  # Unix time: stop (and save) before it, like --max-minutes
-    time_schedule: bool = False  # warm-up, then the cosine runs over the wall-clock budget, not --steps
-    save_minutes: float | None = None  # also save every N minutes
-    perceptual_pack: bool = False  # LPIPS/VGG backbones missing from the cache load from its int8 pack
-
-
-    def __post_init__(self) -> None:
-        if self.l1 is None:
-            self.l1 = 0.0 if self.stage == "pretrain" else 1.0
-
-    @property
-    def encoder_frozen(self) -> bool:
-        """The encoder and codebook stay as loaded: indices never change (no restarts, no backward)."""
-        return self.freeze_encoder or self.refiner_only
-
-
-
-
-def lr_factor(step: int, settings: TrainSettings, time_progress: float | None = None) -> float:
-    """Linear warm-up, then cosine decay to 10% over --steps, or over the wall-clock budget
-    (`time_progress`, 0..1) where a run is limited by time rather than steps."""
-    if step < settings.warmup:
-        return (step + 1) / settings.warmup
-    progress = min(1.0, (step - settings.warmup) / max(1, settings.steps - settings.warmup))
-    if time_progress is not None:
-        progress = min(1.0, time_progress)
-    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
+__all__ = ["TrainSettings", "hardware", "load_matching", "train", "trains_in_bf16"]
 
 
 def load_matching(net: torch.nn.Module, state: dict[str, torch.Tensor]) -> int:
@@ -111,29 +45,26 @@ def load_matching(net: torch.nn.Module, state: dict[str, torch.Tensor]) -> int:
     return len(matching)
 
 
-# What a run optimises: resuming a run folder with any of these changed is refused, because a
-# forgotten loss flag would otherwise silently train the rest of the run on another objective.
-RESUME_FIXED = ("stage", "l1", "lpips_vgg", "lpips_alex", "seam", "pattern", "colour", "t0_fraction", "align", "teacher", "teacher_steps",
-                "distill", "adversarial", "freeze_encoder", "refiner_only")
-
-
 def trains_in_bf16(precision: str, device: torch.device) -> bool:
     """Whether a run autocasts to bf16: asked for, or `auto` where the device has it natively."""
     return precision == "bf16" or (precision == "auto" and device_has_native_bf16(device))
-
-
-def check_resume(settings: TrainSettings, saved: dict) -> None:
-    changed = [f"{k}={saved[k]!r} (this command: {getattr(settings, k)!r})"
-               for k in RESUME_FIXED if k in saved and saved[k] != getattr(settings, k)]
-    if changed:
-        raise ValueError(f"{settings.out} was trained with {', '.join(changed)}; "
-                         "repeat its options to resume it, or start a new run with another --out")
 
 
 def hardware() -> str:
     if torch.cuda.is_available():
         return f"{torch.cuda.device_count()}x {torch.cuda.get_device_name(0)}"
     return f"CPU {platform.processor() or platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def _start_processes(settings: TrainSettings) -> tuple[bool, int, torch.device]:
+    """(distributed, rank, device): torchrun's WORLD_SIZE > 1 starts a process group (NCCL on
+    CUDA, else gloo); each process takes the GPU of its LOCAL_RANK."""
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    use_cuda = torch.cuda.is_available() if settings.device is None else settings.device.startswith("cuda")
+    if distributed:
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    rank = dist.get_rank() if distributed else 0
+    return distributed, rank, torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if use_cuda else "cpu")
 
 
 def train(settings: TrainSettings, config: ModelConfig, on_save: Callable[[Path, int], None] | None = None) -> Path:
@@ -146,13 +77,8 @@ def train(settings: TrainSettings, config: ModelConfig, on_save: Callable[[Path,
     stop_at = min((t for t in (settings.deadline, budget) if t is not None), default=math.inf)
     if settings.time_schedule and stop_at == math.inf:
         raise ValueError("time_schedule needs --max-minutes or a deadline")
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    use_cuda = torch.cuda.is_available() if settings.device is None else settings.device.startswith("cuda")
-    if distributed:
-        dist.init_process_group("nccl" if use_cuda else "gloo")
-    rank = dist.get_rank() if distributed else 0
-    device = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if use_cuda else "cpu")
-    if use_cuda:
+    distributed, rank, device = _start_processes(settings)
+    if device.type == "cuda":
         torch.backends.cudnn.benchmark = settings.max_crop is None  # one crop size all run long: autotune once
     memory_format = torch.channels_last if settings.channels_last else torch.contiguous_format
     out = Path(settings.out)
@@ -161,11 +87,9 @@ def train(settings: TrainSettings, config: ModelConfig, on_save: Callable[[Path,
 
     net = CodLiteNet(config)
     step = 0
-    state_file, ema_file = out / "last_state.pt", out / "last.safetensors"
-    if state_file.exists():
-        _, ema_state, ema_meta = load_weights(ema_file)
-        check_resume(settings, ema_meta.get("info", {}).get("settings", {}))
-        saved = torch.load(state_file, map_location="cpu", weights_only=True)
+    resumed = load_run(out, settings)
+    saved: dict = resumed[0] if resumed else {}
+    if resumed:
         net.load_state_dict(saved["model"])
         step = int(saved["step"])
     elif settings.init:
@@ -181,12 +105,12 @@ def train(settings: TrainSettings, config: ModelConfig, on_save: Callable[[Path,
             raise ValueError("refiner_only needs a model with a seam refiner (--refine-channels > 0)")
         net.requires_grad_(False).eval()  # eval: the frozen layers run exactly as the codec runs them
         net.refine.requires_grad_(True).train()
-    ema = copy.deepcopy(net).eval().requires_grad_(False)
-    if state_file.exists():
-        ema.load_state_dict(ema_state)
+    ema = EMA(net, settings.ema_decay)
+    if resumed:
+        ema.model.load_state_dict(resumed[1])
 
-    objective = Objective(net, settings).to(device, memory_format=memory_format)
-    if state_file.exists() and saved.get("aux"):
+    objective = make_objective(net, settings).to(device, memory_format=memory_format)
+    if saved.get("aux"):
         objective.load_state_dict(saved["aux"], strict=False)
     model = torch.nn.parallel.DistributedDataParallel(objective, find_unused_parameters=objective.discriminator is not None) if distributed else objective
     if settings.compile:
@@ -203,7 +127,7 @@ def train(settings: TrainSettings, config: ModelConfig, on_save: Callable[[Path,
     d_optimizer = None
     if objective.discriminator is not None:
         d_optimizer = torch.optim.Adam(objective.discriminator.parameters(), lr=settings.d_lr, betas=(0.0, 0.99))
-    if state_file.exists():
+    if resumed:
         optimizer.load_state_dict(saved["optimizer"])
         if d_optimizer is not None and "d_optimizer" in saved:
             d_optimizer.load_state_dict(saved["d_optimizer"])
@@ -212,6 +136,8 @@ def train(settings: TrainSettings, config: ModelConfig, on_save: Callable[[Path,
     bf16 = trains_in_bf16(settings.precision, device)
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16)
 
+    ema_file = out / WEIGHTS_FILE
+
     def save() -> None:
         if rank:
             return
@@ -219,15 +145,11 @@ def train(settings: TrainSettings, config: ModelConfig, on_save: Callable[[Path,
             "stage": settings.stage, "steps": step, "data": os.path.abspath(settings.data), "hardware": hardware(),
             "settings": {k: v for k, v in asdict(settings).items() if k not in ("data", "out")},
         }
-        sampling = Sampling() if settings.stage == "pretrain" else None  # rectified flow: --steps works
-        # clone: a channels_last (C, 1, 1, 1) tensor counts as contiguous but keeps a stride the digest cannot view
-        weights = {k: v.clone(memory_format=torch.contiguous_format) for k, v in ema.state_dict().items()}
-        save_weights(ema_file, config, weights, info=info, sampling=sampling, overwrite=True)
         state = {"model": net.state_dict(), "optimizer": optimizer.state_dict(), "step": step, "aux": objective.trainable_state()}
         if d_optimizer is not None:
             state["d_optimizer"] = d_optimizer.state_dict()
-        torch.save(state, str(state_file) + ".tmp")
-        os.replace(str(state_file) + ".tmp", state_file)
+        sampling = Sampling() if settings.stage == "pretrain" else None  # rectified flow: --steps works
+        save_run(out, config, ema.state_dict(), info, state, sampling)
 
     log = open(out / "train.log", "a") if rank == 0 else None
     last_log = last_save = time.time()
@@ -261,10 +183,7 @@ def train(settings: TrainSettings, config: ModelConfig, on_save: Callable[[Path,
                         p.grad /= dist.get_world_size()
                 d_optimizer.step()
             step += 1
-            decay = min(settings.ema_decay, (1 + step) / (10 + step))
-            with torch.no_grad():
-                for e, p in zip(ema.parameters(), net.parameters()):
-                    e.lerp_(p.detach(), 1 - decay)
+            ema.update(net, step)
             usage.update(indices)
             bar.update(1)
             for k, v in losses.items():  # summed on the device: no host sync per step
