@@ -21,11 +21,9 @@ from .image_io import ImageSource, load_image, metadata_kinds, pixel_limit, read
 from .kernels.fast import FastPath, phase_dtypes, precision_label
 from .models.config import ModelConfig
 from .models.network import CodLiteNet, to_uint8
-from .models.sampling import Sampling, check_steps, make_noise, sample, unconditional_image
+from .models.sampling import Sampling, check_steps, sample_bytes, sample_indices
 from .weights import load_weights, read_sampling
 
-DEFAULT_SEED = 0  # seed=None: multi-step decoding is deterministic unless a caller picks another
-SAMPLE_STATE_BYTES = 48  # per pixel while sampling: state, noise, prediction, update (4 fp32 RGB maps; an estimate)
 
 
 
@@ -139,34 +137,7 @@ class Codec:
         return steps == 1 and (self.sampling is None or self.sampling.t0_input == "zeros")
 
     def _sample(self, idx: torch.Tensor, steps: int, seed: int | None) -> torch.Tensor:
-        """(B, h, w) indices -> (B, H, W, 3) uint8, `steps` Euler steps from the seed's noise
-        (every image of the batch gets the same noise: the one `seed` gives its size)."""
-        b, height, width = idx.shape[0], idx.shape[1] * self.model_config.ds, idx.shape[2] * self.model_config.ds
-        denoise, budget = self.net.denoise, self.max_memory
-        if self._sample_bytes(self.model_config, height, width) * b > budget:  # one image (batches fit): tiles
-            budget -= SAMPLE_STATE_BYTES * height * width
-            if budget <= 0:
-                raise InputError(
-                    f"a {width}x{height} image needs {SAMPLE_STATE_BYTES * height * width >> 20} MiB for its "
-                    f"sampling state alone, above max_memory={self.max_memory >> 20} MiB; raise max_memory or decode with 1 step"
-                )
-            denoise = lambda x, t, c: tiling.denoise_tiled(self.net, x, t, c, budget)  # noqa: E731
-        cond = tiling.condition(self.net, idx, budget)
-        noise = make_noise(DEFAULT_SEED if seed is None else seed, height, width, self.device, cond.dtype).expand(b, -1, -1, -1)
-        uncond = None
-        if self.sampling.guidance != 1:
-            if tiling.quantize_bytes(self.model_config, height, width) > self.max_memory:
-                raise InputError(
-                    f"guided sampling of a {width}x{height} image encodes its unconditional input untiled, "
-                    f"which needs more than max_memory={self.max_memory >> 20} MiB; raise max_memory or decode with 1 step"
-                )
-            blank = unconditional_image(height, width, self.device).to(cond.dtype)
-            uncond = tiling.condition(self.net, self.net.quantize(blank), budget).expand_as(cond)
-        return to_uint8(sample(denoise, cond, noise, steps, self.sampling, uncond))
-
-    @staticmethod
-    def _sample_bytes(config: ModelConfig, height: int, width: int) -> int:
-        return tiling.reconstruct_bytes(config, height, width) + SAMPLE_STATE_BYTES * height * width
+        return sample_indices(self.net, idx, steps, seed, self.sampling, self.max_memory)
 
     def reconstruct(
         self, indices: np.ndarray, height: int, width: int, *, steps: int | None = None, seed: int | None = None
@@ -304,7 +275,7 @@ class Codec:
         headers, parsed = [r[0] for r in reads], [r[1:] for r in reads]
         images: list[np.ndarray | None] = [None] * len(parsed)
         sizes = [self._padded_size(height, width) for _, height, width in parsed]
-        for group in self._batches(sizes, tiling.reconstruct_bytes if one_pass else self._sample_bytes):
+        for group in self._batches(sizes, tiling.reconstruct_bytes if one_pass else sample_bytes):
             idx = torch.from_numpy(np.stack([parsed[i][0] for i in group])).to(self.device)
             with torch.inference_mode():
                 out = (to_uint8(self._reconstruct(idx)) if one_pass else self._sample(idx, steps, seed)).cpu().numpy()

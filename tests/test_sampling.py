@@ -209,10 +209,10 @@ def test_convert_decompresses_a_folder_with_steps_and_seed(codec, stream, pretra
 
 def test_steps_tile_a_large_image_like_the_untiled_sampler(codec, pretrain_model, stream, monkeypatch):
     """Above max_memory, each step runs the per-pixel head in patch tiles (the trunk untiled)."""
-    from cod_lite.codec import SAMPLE_STATE_BYTES, Codec
+    from cod_lite.models.sampling import SAMPLE_STATE_BYTES, sample_bytes
 
     state = SAMPLE_STATE_BYTES * 192 * 128
-    untiled = Codec._sample_bytes(codec.model_config, 192, 128)
+    untiled = sample_bytes(codec.model_config, 192, 128)
     small = cod_lite.load_model(pretrain_model, max_memory=state + (untiled - state) // 4, precision="fp32")
     calls = []
     head = small.net.head

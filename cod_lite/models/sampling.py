@@ -20,7 +20,10 @@ from typing import Any, Callable
 
 import torch
 
+from .. import tiling
 from ..errors import InputError
+from .config import ModelConfig
+from .network import CodLiteNet, to_uint8
 
 METHOD = "rectified-flow"
 T0_INPUTS = ("zeros", "noise")
@@ -142,3 +145,44 @@ def sample(
         # under autocast (bf16 training of a distill student) pred is bf16: the state stays in its own dtype
         x = torch.lerp(x, pred.to(x.dtype), (t_next - t) / max(1.0 - t, V_CLAMP_MIN))
     return x
+
+
+# -- the codec's multi-step decoder: the sampler within a memory budget ------------------------
+DEFAULT_SEED = 0  # seed=None: multi-step decoding is deterministic unless a caller picks another
+SAMPLE_STATE_BYTES = 48  # per pixel while sampling: state, noise, prediction, update (4 fp32 RGB maps; an estimate)
+
+
+def sample_bytes(config: ModelConfig, height: int, width: int) -> int:
+    """Working memory of sampling one height x width image untiled (an estimate)."""
+    return tiling.reconstruct_bytes(config, height, width) + SAMPLE_STATE_BYTES * height * width
+
+
+def sample_indices(
+    net: CodLiteNet, idx: torch.Tensor, steps: int, seed: int | None, sampling: Sampling, max_memory: int
+) -> torch.Tensor:
+    """(B, h, w) indices -> (B, H, W, 3) uint8: `steps` Euler steps from the seed's noise (every
+    image of the batch gets the same noise: the one `seed` gives its size). An image whose
+    sampling does not fit `max_memory` runs the per-pixel head in tiles."""
+    config = net.config
+    b, height, width = idx.shape[0], idx.shape[1] * config.ds, idx.shape[2] * config.ds
+    denoise, budget = net.denoise, max_memory
+    if sample_bytes(config, height, width) * b > budget:  # one image (batches fit): tiles
+        budget -= SAMPLE_STATE_BYTES * height * width
+        if budget <= 0:
+            raise InputError(
+                f"a {width}x{height} image needs {SAMPLE_STATE_BYTES * height * width >> 20} MiB for its "
+                f"sampling state alone, above max_memory={max_memory >> 20} MiB; raise max_memory or decode with 1 step"
+            )
+        denoise = lambda x, t, c: tiling.denoise_tiled(net, x, t, c, budget)  # noqa: E731
+    cond = tiling.condition(net, idx, budget)
+    noise = make_noise(DEFAULT_SEED if seed is None else seed, height, width, idx.device, cond.dtype).expand(b, -1, -1, -1)
+    uncond = None
+    if sampling.guidance != 1:
+        if tiling.quantize_bytes(config, height, width) > max_memory:
+            raise InputError(
+                f"guided sampling of a {width}x{height} image encodes its unconditional input untiled, "
+                f"which needs more than max_memory={max_memory >> 20} MiB; raise max_memory or decode with 1 step"
+            )
+        blank = unconditional_image(height, width, idx.device).to(cond.dtype)
+        uncond = tiling.condition(net, net.quantize(blank), budget).expand_as(cond)
+    return to_uint8(sample(denoise, cond, noise, steps, sampling, uncond))
