@@ -55,15 +55,10 @@ def reconstruct(net: CodLiteNet, indices: torch.Tensor) -> torch.Tensor:
 
 
 def _trunk(net: CodLiteNet, cond: torch.Tensor) -> torch.Tensor:
-    """The DiCo trunk at t = 0 with x_t = 0 (CodLiteNet.denoise's `s`).
-
-    The zero image's patch projection vanishes (proj1 has no bias), so s_embedder reduces to
-    proj2 on the condition channels. Each block's gated residual is folded into the next
-    LayerNorm kernel; the channel attention's sigmoid scales conv3's input channels, which is
-    done by scaling conv3's weight columns per image instead of the feature map.
-    """
-    proj2 = net.s_embedder.proj2
-    s = F.conv2d(cond, proj2.weight[:, net.s_embedder.proj1.out_channels :], proj2.bias)
+    """`CodLiteNet.trunk_at_zero` with fused kernels: each block's gated residual is folded into
+    the next LayerNorm kernel; the channel attention's sigmoid scales conv3's input channels,
+    which is done by scaling conv3's weight columns per image instead of the feature map."""
+    s = net.zero_image_embedding(cond)
     branch = gate = None
     for block, mod in zip(net.blocks, net._t0_modulation()):
         shift1, scale1, gate1, shift2, scale2, gate2 = mod.chunk(6, dim=1)

@@ -147,7 +147,7 @@ class FastPath:
             self._head = _FusedHead(net, self.decode_dtype)
         with self._autocast(self.decode_dtype):
             cond = self._cond_decoder(net.y_embedder.bottleneck.lookup(indices))
-            trunk = _trunk(net, cond, modulation)
+            trunk = net.trunk_at_zero(cond, modulation)
         image = self._head(cond, trunk)  # explicit dtypes: autocast would run its LayerNorms in fp32
         with self._autocast(self.decode_dtype):
             return net.refined(image).float()
@@ -217,16 +217,6 @@ class _FastAttention(torch.nn.Module):
         out = out.reshape(b, hp // wh, wp // ww, wh, ww, c).transpose(2, 3).reshape(b, hp, wp, c)[:, :height, :width]
         out = F.linear(out.reshape(-1, c), self.out_w, self.out_b).reshape(b, height, width, c)
         return x + out.permute(0, 3, 1, 2)
-
-
-def _trunk(net: CodLiteNet, cond: torch.Tensor, modulation: torch.Tensor) -> torch.Tensor:
-    """The DiCo trunk at t = 0 with x_t = 0: the zero image's patch projection vanishes (proj1 has
-    no bias), so `s_embedder` is proj2 on its condition channels alone."""
-    proj2 = net.s_embedder.proj2
-    s = F.conv2d(cond, proj2.weight[:, net.s_embedder.proj1.out_channels :], proj2.bias)
-    for block, mod in zip(net.blocks, modulation):
-        s = block(s, mod)
-    return s
 
 
 class _FusedHead:

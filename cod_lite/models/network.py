@@ -258,6 +258,20 @@ class CodLiteNet(nn.Module):
             s = block(s, mod[i])
         return s
 
+    def zero_image_embedding(self, cond: torch.Tensor) -> torch.Tensor:
+        """`s_embedder` at x_t = 0: the zero image's patch projection vanishes (proj1 has no
+        bias), so only proj2's condition columns remain. What the fast paths start from."""
+        proj2 = self.s_embedder.proj2
+        return F.conv2d(cond, proj2.weight[:, self.s_embedder.proj1.out_channels :], proj2.bias)
+
+    def trunk_at_zero(self, cond: torch.Tensor, modulation: torch.Tensor | None = None) -> torch.Tensor:
+        """`trunk` at t = 0 with x_t = 0 (the one-step decode), from `zero_image_embedding`;
+        `modulation` defaults to the cached t = 0 one."""
+        s = self.zero_image_embedding(cond)
+        for block, mod in zip(self.blocks, self._t0_modulation() if modulation is None else modulation):
+            s = block(s, mod)
+        return s
+
     def head(self, x_t: torch.Tensor, cond: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """The per-pixel MLP of every 16x16 patch, given the trunk's output `s`: patch-local, so
         any patch-aligned tile of (x_t, cond, s) gives exactly that tile of the image (before
