@@ -13,11 +13,11 @@ import PIL.Image
 import torch
 
 from . import bitstream, colour, tiling, zoo
-from .entropy.coding import decode_grid, encode_grid
+from .container import read_stream, write_stream
 from .entropy.packing import unpack_indices
 from .entropy.prior import IndexPrior
 from .errors import BitstreamError, InputError
-from .image_io import ImageSource, load_image, metadata_kinds, pixel_limit, read_metadata
+from .image_io import ImageSource, load_image, metadata_kinds, read_metadata
 from .kernels.fast import FastPath, phase_dtypes, precision_label
 from .models.config import ModelConfig
 from .models.network import CodLiteNet, to_uint8
@@ -98,16 +98,12 @@ class Codec:
         return f"Codec({self.name!r}, ds={self.model_config.ds}, bits={self.model_config.codebook_bits})"
 
     # -- the two halves of the network ---------------------------------------------------------
-    def _padded_size(self, height: int, width: int) -> tuple[int, int]:
-        unit = self.model_config.size_unit
-        return -(-height // unit) * unit, -(-width // unit) * unit
-
     def quantize(self, image: ImageSource) -> np.ndarray:
         """Image -> int64 index grid (H/ds, W/ds) of the image edge-padded to the model's size unit;
         tiled (approximately) when the untiled pass would need more than `max_memory`."""
         pixels = load_image(image)
         height, width = pixels.shape[:2]
-        ph, pw = self._padded_size(height, width)
+        ph, pw = self.model_config.padded_size(height, width)
         pixels = _pad_edge(pixels, ph, pw)
         with torch.inference_mode():
             if tiling.quantize_bytes(self.model_config, ph, pw) > self.max_memory:
@@ -146,7 +142,7 @@ class Codec:
         model's rectified flow from the noise of `seed` (docs/format.md, "Multi-step decoding")."""
         indices = np.asarray(indices)
         ds = self.model_config.ds
-        ph, pw = self._padded_size(height, width)
+        ph, pw = self.model_config.padded_size(height, width)
         if indices.shape != (ph // ds, pw // ds):
             raise InputError(f"indices of shape {indices.shape} do not fit a {width}x{height} image (need {(ph // ds, pw // ds)})")
         if indices.size and (indices.min() < 0 or indices.max() >= self.model_config.codebook_size):
@@ -183,8 +179,8 @@ class Codec:
         image, up to summation order (batched kernels may flip a near-tied index)."""
         pixels = [load_image(image) for image in images]
         indices: list[np.ndarray | None] = [None] * len(pixels)
-        for group in self._batches([self._padded_size(*p.shape[:2]) for p in pixels], tiling.quantize_bytes):
-            padded = [_pad_edge(pixels[i], *self._padded_size(*pixels[i].shape[:2])) for i in group]
+        for group in self._batches([self.model_config.padded_size(*p.shape[:2]) for p in pixels], tiling.quantize_bytes):
+            padded = [_pad_edge(pixels[i], *self.model_config.padded_size(*pixels[i].shape[:2])) for i in group]
             with torch.inference_mode():
                 grids = self._quantize(torch.cat([tiling.image_tensor(p, self.device) for p in padded]))
             for i, grid in zip(group, grids.cpu().numpy().astype(np.int64)):
@@ -199,23 +195,10 @@ class Codec:
         """The stream of `indices`, coded from `pixels` (the original, which the colour side
         information is fitted against: on what the decoder will make of `indices`)."""
         height, width = pixels.shape[:2]
-        method, payload = encode_grid(indices, self.model_config.codebook_bits, self.prior, methods)
-        side = (b"", b"")
+        side = None
         if correct_colour:
-            side = colour.side_information(pixels, self.reconstruct(indices, height, width), len(payload))
-        header = bitstream.StreamHeader(
-            model_name=self.name,
-            model_hash=self.identity,
-            width=width,
-            height=height,
-            pad_mode=0,  # replicate: works for every size, 1x1 included
-            method=method,
-            payload=payload,
-            metadata=metadata or {},
-            colour=side[0],
-            colour_grid=side[1],
-        )
-        return bitstream.serialize(header)
+            side = lambda payload_bytes: colour.side_information(pixels, self.reconstruct(indices, height, width), payload_bytes)  # noqa: E731
+        return write_stream(indices, height, width, self.model_config, self.identity, self.prior, methods, metadata, side)
 
     def _batches(self, sizes: list[tuple[int, int]], cost: Callable[[ModelConfig, int, int], int]) -> list[list[int]]:
         """Positions of equal padded sizes, in groups whose summed `cost` fits `max_memory`; an image
@@ -238,20 +221,7 @@ class Codec:
 
     def _read(self, data: bytes) -> tuple[bitstream.StreamHeader, np.ndarray, int, int]:
         """Parse a stream once: (header, index grid, height, width), checked against this model."""
-        header = bitstream.parse(data)
-        if header.model_hash != self.identity:
-            raise BitstreamError(
-                f"stream was made with model '{header.model_name}' (weights {header.model_hash.hex()}), "
-                f"not with '{self.name}' (weights {self.identity.hex()})"
-            )
-        limit = pixel_limit()
-        if header.width * header.height > limit:
-            raise BitstreamError(f"stream claims a {header.width}x{header.height} image, above the pixel limit {limit}")
-        colour.check(header.colour, header.colour_grid, header.height, header.width)
-        ds = self.model_config.ds
-        ph, pw = self._padded_size(header.height, header.width)
-        shape = (ph // ds, pw // ds)
-        indices = decode_grid(header.method, header.payload, shape, self.model_config.codebook_bits, self.prior)
+        header, indices = read_stream(data, self.model_config, self.identity, self.prior)
         return header, indices, header.height, header.width
 
     def decode(self, data: bytes, steps: int | None = None, seed: int | None = None) -> PIL.Image.Image:
@@ -274,7 +244,7 @@ class Codec:
         reads = [self._read(data) for data in streams]
         headers, parsed = [r[0] for r in reads], [r[1:] for r in reads]
         images: list[np.ndarray | None] = [None] * len(parsed)
-        sizes = [self._padded_size(height, width) for _, height, width in parsed]
+        sizes = [self.model_config.padded_size(height, width) for _, height, width in parsed]
         for group in self._batches(sizes, tiling.reconstruct_bytes if one_pass else sample_bytes):
             idx = torch.from_numpy(np.stack([parsed[i][0] for i in group])).to(self.device)
             with torch.inference_mode():

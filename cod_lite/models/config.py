@@ -63,6 +63,11 @@ class ModelConfig:
         """Image sides must be multiples of this; the codec pads to it."""
         return max(self.patch_size, self.ds)
 
+    def padded_size(self, height: int, width: int) -> tuple[int, int]:
+        """The size the codec codes an image at: each side rounded up to `size_unit`."""
+        unit = self.size_unit
+        return -(-height // unit) * unit, -(-width // unit) * unit
+
     @property
     def nominal_bpp(self) -> float:
         return self.codebook_bits / self.ds**2
