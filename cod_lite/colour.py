@@ -8,7 +8,7 @@ sent only when it pays:
   fitted by least squares on the 16x16 region means (what `metrics.colour_error` compares), so
   texture is scaled with its region, never mixed across channels (a full 3x3 mix removed more
   colour error but raised DISTS, docs/models.md); stored as a general 3x4 matrix;
-- a coarse grid of offsets (chunk `CGRD`): one RGB offset per cell of 32..256 px, bilinearly
+- a coarse grid of offsets (chunk `CGRD`): one RGB offset per cell of 16..256 px, bilinearly
   interpolated between cell centres, so it moves regions' colours and leaves texture alone.
   The encoder picks the cell size and step that minimise colour error + GRID_RATE_COST per
   percent of the payload's bytes, at most GRID_MAX_SHARE of them.
@@ -76,7 +76,7 @@ def transform_information(original: np.ndarray, decoded: np.ndarray) -> bytes:
 
 
 # -- the grid of offsets (chunk CGRD) ----------------------------------------------------------
-GRID_CELLS = (32, 48, 64, 96, 128, 192, 256)  # cell sides the encoder tries, pixels
+GRID_CELLS = (16, 32, 48, 64, 96, 128, 192, 256)  # cell sides the encoder tries, pixels (multiples of 16)
 GRID_STEPS = (4, 8, 16)  # quantiser steps it tries, in GRID_STEP_UNIT
 GRID_STEP_UNIT = 0.25  # grey levels
 GRID_MAX_ORDER = 6  # Exp-Golomb orders 0..6

@@ -80,6 +80,9 @@ def test_grid_chunk_round_trip_and_its_defects():
             colour.unpack_grid(bad, height=150, width=300)
     with pytest.raises(BitstreamError):  # the same chunk read for an image of another size
         colour.unpack_grid(data, height=300, width=300)
+    for cell in colour.GRID_CELLS:  # every cell size the encoder may pick is stored exactly
+        shape = (*colour.grid_shape(150, 300, cell), 3)
+        assert colour.unpack_grid(colour.pack_grid(np.ones(shape), cell, 4), height=150, width=300)[1] == cell
 
 
 def test_grid_interpolates_between_cell_centres():
