@@ -147,7 +147,11 @@ class Codec:
             raise InputError(f"indices of shape {indices.shape} do not fit a {width}x{height} image (need {(ph // ds, pw // ds)})")
         if indices.size and (indices.min() < 0 or indices.max() >= self.model_config.codebook_size):
             raise InputError(f"indices must be in 0..{self.model_config.codebook_size - 1}")
-        steps = self.steps_for(steps)
+        return self._image(indices, height, width, self.steps_for(steps), seed)
+
+    def _image(self, indices: np.ndarray, height: int, width: int, steps: int, seed: int | None) -> np.ndarray:
+        """`reconstruct` of a checked grid and step count: the untiled, tiled or sampled pass."""
+        ph, pw = self.model_config.padded_size(height, width)
         idx = torch.from_numpy(indices.astype(np.int64)).to(self.device)[None]
         with torch.inference_mode():
             if not self._one_pass(steps):
@@ -231,7 +235,7 @@ class Codec:
         them keeps them when passed on (`image_io.save_image(..., metadata=)` does it)."""
         steps = self.steps_for(steps)
         header, indices, height, width = self._read(data)
-        image = PIL.Image.fromarray(_corrected(self.reconstruct(indices, height, width, steps=steps, seed=seed), header), "RGB")
+        image = PIL.Image.fromarray(_corrected(self._image(indices, height, width, steps, seed), header), "RGB")
         image.info.update({PILLOW_INFO_KEYS[k]: v for k, v in header.metadata.items()})
         return image
 
@@ -252,7 +256,7 @@ class Codec:
             for i, image in zip(group, out):
                 images[i] = np.ascontiguousarray(image[: parsed[i][1], : parsed[i][2]])
         return [
-            _corrected(image if image is not None else self.reconstruct(*p, steps=steps, seed=seed), header)
+            _corrected(image if image is not None else self._image(*p, steps, seed), header)
             for image, p, header in zip(images, parsed, headers)
         ]
 
