@@ -11,6 +11,7 @@ import click
 from tqdm import tqdm
 
 import cod_lite
+from cod_lite_cli.train import train_group
 from cod_lite.files import DEFAULT_MAX_MEMORY, IMAGE_FORMATS, MAX_SEED, STDIO, atomic_write, check_target, parse_memory, read_input
 
 def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -368,3 +369,6 @@ def evaluate(reference: str, decoded: str | None, model: str | None, streams: st
     click.echo(f"wrote {' and '.join(str(p) for p in outputs)}")
     if result.failed or not result.rows:
         sys.exit(1)
+
+
+cli.add_command(train_group)

@@ -3,7 +3,13 @@ them a resumed run must repeat."""
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..models.config import ModelConfig
+from ..weights import read_config
 
 
 @dataclass
@@ -78,3 +84,17 @@ def check_resume(settings: TrainSettings, saved: dict) -> None:
     if changed:
         raise ValueError(f"{settings.out} was trained with {', '.join(changed)}; "
                          "repeat its options to resume it, or start a new run with another --out")
+
+
+# A new model without --init: small enough to train on a CPU.
+SMALL_CONFIG = ModelConfig(name="cod-lite-model", hidden_size=128, hidden_size_x=16, num_blocks=8, num_cond_blocks=6, encoder_channels=32)
+
+
+def run_config(out: str | Path, init: str | None, **changes: Any) -> ModelConfig:
+    """The architecture of a run: the resumed run's, else the `init` file's, else SMALL_CONFIG,
+    with `changes` (ModelConfig fields) applied. Continuing a model keeps its architecture unless
+    asked: a forgotten flag would otherwise build another network and load only the tensors
+    whose shapes happen to match."""
+    resumed = Path(out) / "last.safetensors"
+    base = read_config(resumed) if resumed.exists() else read_config(init) if init else SMALL_CONFIG
+    return dataclasses.replace(base, **changes)
