@@ -47,7 +47,7 @@ precision_option = click.option(
     type=click.Choice(cod_lite.PRECISIONS),
     default="auto",
     show_default=True,
-    help="Network arithmetic: fp32 is exact; auto is bf16 where the CPU/GPU has it natively (docs/performance.md). Streams decode in any precision.",
+    help="Network arithmetic: fp32 is exact; triton runs the fused GPU kernels; auto is triton on a CUDA GPU with triton installed, else bf16 where the CPU/GPU has it natively (docs/performance.md). Streams decode in any precision.",
 )
 
 steps_option = click.option(

@@ -12,7 +12,7 @@ import numpy as np
 import PIL.Image
 import torch
 
-from . import bitstream, colour, tiling, zoo
+from . import bitstream, colour, kernels, tiling, zoo
 from .container import read_stream, write_stream
 from .entropy.packing import unpack_indices
 from .entropy.prior import IndexPrior
@@ -55,6 +55,9 @@ class Codec:
         if self.encode_dtype is not None or self.decode_dtype is not None:
             fast = FastPath(self.net, self.encode_dtype, self.decode_dtype)
             methods = (fast.quantize, fast.reconstruct)
+        self.uses_kernels = _uses_kernels(precision, self.device, compile)
+        if self.uses_kernels:  # "auto" keeps the torch path as a fallback; an explicit "triton" does not
+            methods = kernels.codec_methods(self.net, methods if precision == "auto" else None)
         self._quantize, self._reconstruct = tuple(map(compiled, methods)) if compile else methods
         if compile:
             # compiled, the encoder ran 1.07x faster with channels_last weights (images arrive
@@ -70,7 +73,7 @@ class Codec:
         """What untiled passes run in (`kernels.fast.precision_label`), e.g. "fp32" (the exact
         network), "bf16", or "encode fp32, decode fp32 fast" (`auto` without native bf16). Tiled
         passes are exact fp32."""
-        return precision_label(self.encode_dtype, self.decode_dtype)
+        return "fp32 triton" if self.uses_kernels else precision_label(self.encode_dtype, self.decode_dtype)
 
     @property
     def name(self) -> str:
@@ -302,6 +305,18 @@ def _pad_edge(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
     return np.pad(pixels, ((0, height - pixels.shape[0]), (0, width - pixels.shape[1]), (0, 0)), mode="edge")
 
 
+def _uses_kernels(precision: str, device: torch.device, compile: bool) -> bool:
+    """Whether untiled passes run the Triton kernels (`cod_lite.kernels`): asked for ("triton"),
+    or "auto" on a CUDA GPU where triton is installed (compile=True keeps its own graphs)."""
+    if precision == "triton":
+        if compile:
+            raise InputError("compile=True runs the compiled fp32 network; precision 'triton' runs the kernels instead")
+        if not kernels.available():
+            raise InputError("precision 'triton' needs the triton package and a CUDA GPU")
+        return True
+    return precision == "auto" and device.type == "cuda" and not compile and kernels.available()
+
+
 def _phase_dtypes(precision: str, device: torch.device, compile: bool) -> tuple[torch.dtype | None, torch.dtype | None]:
     """`kernels.fast.phase_dtypes`, with compile=True kept exact: its graphs are of the fp32 network."""
     if compile and precision == "bf16":
@@ -343,9 +358,11 @@ def load_model(
     the image is processed in tiles (docs/performance.md). `compile=True` runs untiled passes
     through `compiled` (fp32; a changed summation order can flip near-tied indices, and pixels
     may move by 1). `precision`: "fp32" is the exact network (parity with the reference), "bf16"
-    the reduced-precision fast path, "auto" (default) bf16 where the device has native bf16
-    (avx512_bf16/AMX CPUs, CUDA) and the quality guarantee of docs/performance.md holds, else
-    fp32. Streams do not depend on it: any precision decodes any stream.
+    the reduced-precision fast path, "triton" the fused Triton kernels (fp32; CUDA, or CPU under
+    TRITON_INTERPRET=1), "auto" (default) the Triton kernels on a CUDA GPU where triton is
+    installed (falling back to the torch path if they fail there), else bf16 where the device
+    has native bf16 (avx512_bf16/AMX CPUs, CUDA) and the quality guarantee of docs/performance.md
+    holds, else fp32. Streams do not depend on it: any precision decodes any stream.
     """
     phase_dtypes(precision, torch.device("cpu"))  # a bad name fails before the weights load
     path = zoo.resolve(name_or_path).resolve()

@@ -19,6 +19,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import cod_lite
 from cod_lite import kernels
 from cod_lite.kernels import ops
 from cod_lite.models.condition_codec import VectorQuantizer
@@ -176,6 +177,51 @@ def test_reconstruct_bf16_is_as_close_to_fp32_as_eager_bf16(device):
     out = kernels.reconstruct(net, indices)
     assert out.dtype == torch.bfloat16
     assert (out.float() - reference).abs().max() <= 1.5 * eager_error
+
+
+def test_a_codec_with_precision_triton_runs_the_kernels_and_matches_the_exact_codec(device):
+    from cod_lite.codec import Codec
+
+    image = (torch.rand(48, 64, 3, generator=torch.Generator().manual_seed(2)) * 255).to(torch.uint8).numpy()
+    exact = Codec(tiny_net(device), "00" * 32, device=str(device), precision="fp32")
+    fused = Codec(tiny_net(device), "00" * 32, device=str(device), precision="triton")
+    assert fused.uses_kernels and fused.precision == "fp32 triton" and not exact.uses_kernels
+    indices = exact.quantize(image)
+    assert (fused.quantize(image) == indices).all()
+    diff = fused.reconstruct(indices, 48, 64).astype(int) - exact.reconstruct(indices, 48, 64).astype(int)
+    assert abs(diff).max() <= 1 and (diff != 0).mean() < 0.01  # rounding of outputs within ~1e-6
+
+
+def test_auto_runs_the_kernels_on_a_cuda_gpu_only(monkeypatch):
+    from cod_lite.codec import _uses_kernels
+
+    monkeypatch.setattr(kernels, "available", lambda: True)
+    cuda, cpu = torch.device("cuda"), torch.device("cpu")
+    assert _uses_kernels("auto", cuda, compile=False) and _uses_kernels("triton", cpu, compile=False)
+    assert not _uses_kernels("auto", cpu, compile=False) and not _uses_kernels("auto", cuda, compile=True)
+    assert not _uses_kernels("bf16", cuda, compile=False) and not _uses_kernels("fp32", cuda, compile=False)
+    monkeypatch.setattr(kernels, "available", lambda: False)
+    assert not _uses_kernels("auto", cuda, compile=False)
+    with pytest.raises(cod_lite.InputError, match="needs the triton package"):
+        _uses_kernels("triton", cuda, compile=False)
+
+
+def test_a_failing_kernel_hands_over_to_the_torch_path_with_one_warning(monkeypatch):
+    calls = []
+
+    def broken(net, x):
+        calls.append("kernel")
+        raise RuntimeError("no sm_XX support")
+
+    monkeypatch.setattr(kernels, "reconstruct", broken)
+    fallback = (lambda x: x, lambda x: x + 1)
+    _, reconstruct = kernels.codec_methods(None, fallback)
+    with pytest.warns(RuntimeWarning, match="no sm_XX support"):
+        assert reconstruct(torch.zeros(1)).item() == 1
+    assert reconstruct(torch.zeros(1)).item() == 1 and calls == ["kernel"]  # not tried again
+    _, strict = kernels.codec_methods(None)  # explicit precision="triton": no fallback, the error shows
+    with pytest.raises(RuntimeError, match="no sm_XX"):
+        strict(torch.zeros(1))
 
 
 def test_cpu_tensors_without_interpreter_are_refused(monkeypatch):

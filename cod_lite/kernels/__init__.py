@@ -14,6 +14,8 @@ For CPU tensors set TRITON_INTERPRET=1 before triton is imported (it fixes its m
 from __future__ import annotations
 
 import contextlib
+import warnings
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +23,8 @@ import torch.nn.functional as F
 from ..models.network import CodLiteNet
 from . import ops
 
-__all__ = ["available", "quantize", "reconstruct"]
+__all__ = ["available", "codec_methods", "quantize", "reconstruct"]
+Method = Callable[[torch.Tensor], torch.Tensor]
 
 
 def available() -> bool:
@@ -31,6 +34,31 @@ def available() -> bool:
     except ImportError:
         return False
     return torch.cuda.is_available() or ops.interpret_mode()
+
+
+def codec_methods(net: CodLiteNet, fallback: tuple[Method, Method] | None = None) -> tuple[Method, Method]:
+    """(quantize, reconstruct) of `net` through the kernels, as a `Codec` runs them. With a
+    `fallback` pair, the first failure of a kernel call (a GPU triton cannot compile for, say)
+    warns once and hands that phase and every later call to the fallback."""
+    kernel_pair = (lambda image01: quantize(net, image01), lambda indices: reconstruct(net, indices))
+    if fallback is None:
+        return kernel_pair
+    return tuple(_FallingBack(k, f) for k, f in zip(kernel_pair, fallback))  # type: ignore[return-value]
+
+
+class _FallingBack:
+    def __init__(self, kernel: Method, fallback: Method) -> None:
+        self.kernel: Method | None = kernel
+        self.fallback = fallback
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kernel is not None:
+            try:
+                return self.kernel(x)
+            except Exception as e:  # noqa: BLE001 - any compiler or launch failure: the torch path still works
+                warnings.warn(f"Triton kernels failed ({type(e).__name__}: {e}); using the torch path instead", RuntimeWarning, stacklevel=2)
+                self.kernel = None
+        return self.fallback(x)
 
 
 def _on(device: torch.device) -> contextlib.AbstractContextManager:

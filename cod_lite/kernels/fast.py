@@ -43,7 +43,7 @@ from ..errors import InputError
 from ..models.condition_codec import WINDOW, AttnBlock, ResnetBlock
 from ..models.network import CodLiteNet
 
-PRECISIONS = ("auto", "fp32", "bf16")
+PRECISIONS = ("auto", "fp32", "bf16", "triton")  # triton: the fused kernels of cod_lite.kernels (Codec)
 # Phases that "auto" runs in bf16 where the device has native bf16: those that passed the
 # quality guarantee on every bundled model (benchmarks/precision.py, docs/performance.md).
 AUTO_BF16_PHASES = frozenset({"encode", "decode"})
@@ -82,7 +82,7 @@ def phase_dtypes(precision: str, device: torch.device) -> tuple[torch.dtype | No
     """
     if precision not in PRECISIONS:
         raise InputError(f"unknown precision '{precision}'; use one of {', '.join(PRECISIONS)}")
-    if precision == "fp32":
+    if precision in ("fp32", "triton"):  # triton: the kernels' own fp32 path, not this one
         return None, None
     if precision == "bf16":
         return torch.bfloat16, torch.bfloat16
