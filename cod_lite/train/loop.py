@@ -34,6 +34,7 @@ from .settings import TrainSettings
 from .vq import CodeUsage
 
 __all__ = ["TrainSettings", "hardware", "load_matching", "train", "trains_in_bf16"]
+TRAIN_PRECISIONS = tuple(p for p in PRECISIONS if p != "triton")  # the Triton kernels are inference-only
 
 
 def load_matching(net: torch.nn.Module, state: dict[str, torch.Tensor]) -> int:
@@ -70,8 +71,8 @@ def _start_processes(settings: TrainSettings) -> tuple[bool, int, torch.device]:
 def train(settings: TrainSettings, config: ModelConfig, on_save: Callable[[Path, int], None] | None = None) -> Path:
     """Run (or resume) a stage until --steps, --max-minutes or the deadline; returns the EMA
     weight file. `on_save(ema_file, step)` runs after every checkpoint (e.g. to export a copy)."""
-    if settings.precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {settings.precision!r}")
+    if settings.precision not in TRAIN_PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(TRAIN_PRECISIONS)}, not {settings.precision!r}")
     start = time.time()
     budget = None if settings.max_minutes is None else start + 60 * settings.max_minutes
     stop_at = min((t for t in (settings.deadline, budget) if t is not None), default=math.inf)
