@@ -22,7 +22,7 @@ import struct
 import numpy as np
 
 from .errors import BitstreamError
-from .metrics import COLOUR_BLOCK, box_downscale, colour_error
+from .metrics import COLOUR_BLOCK, box_downscale, colour_error, srgb_to_lab
 from .models.config import PATCH_SIZE
 
 MATRIX_SCALE = 4096  # gains and mixing weights in units of 1/4096 (int16: -8 .. 8)
@@ -101,40 +101,72 @@ def cell_means(image: np.ndarray, cell: int) -> np.ndarray:
     return sums / counts[..., None]
 
 
-def _interpolation(size: int, cells: int, cell: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per pixel along one axis: the two cells it blends and the second one's weight (bilinear
-    between cell centres, constant beyond the outer centres)."""
+def _interpolation(size: int, cells: int, cell: int, positions: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per position along one axis (default: every pixel centre): the two cells it blends and the
+    second one's weight (bilinear between cell centres, constant beyond the outer centres)."""
     starts = np.arange(cells) * cell
     centres = (starts + np.minimum(starts + cell, size)) / 2
-    position = np.interp(np.arange(size) + 0.5, centres, np.arange(cells, dtype=np.float64))
+    if positions is None:
+        positions = np.arange(size) + 0.5
+    position = np.interp(positions, centres, np.arange(cells, dtype=np.float64))
     first = np.floor(position).astype(np.int64)
     return first, np.minimum(first + 1, cells - 1), (position - first).astype(np.float32)
+
+
+def _field(offsets: np.ndarray, cell: int, size: tuple[int, int], positions: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """The interpolated offsets at the given row and column positions: (len(rows), len(cols), 3)."""
+    (y0, y1, wy), (x0, x1, wx) = (
+        _interpolation(n, cells, cell, at) for n, cells, at in zip(size, offsets.shape[:2], positions)
+    )
+    across = offsets[:, x0] * (1 - wx)[None, :, None] + offsets[:, x1] * wx[None, :, None]
+    return across[y0] * (1 - wy)[:, None, None] + across[y1] * wy[:, None, None]
 
 
 def apply_grid(image: np.ndarray, offsets: np.ndarray, cell: int) -> np.ndarray:
     """HxWx3 uint8 + the interpolated (rows, cols, 3) offsets, rounded and clipped; row bands keep
     the float field small for any image size."""
     height, width = image.shape[:2]
-    rows, cols = offsets.shape[:2]
-    y0, y1, wy = _interpolation(height, rows, cell)
-    x0, x1, wx = _interpolation(width, cols, cell)
     values = offsets.astype(np.float32)
-    across = values[:, x0] * (1 - wx)[None, :, None] + values[:, x1] * wx[None, :, None]  # (rows, W, 3)
+    columns = np.arange(width) + 0.5
     out = np.empty_like(image)
     band = 256
     for top in range(0, height, band):
         part = slice(top, min(top + band, height))
-        field = across[y0[part]] * (1 - wy[part])[:, None, None] + across[y1[part]] * wy[part][:, None, None]
+        field = _field(values, cell, (height, width), (np.arange(part.start, part.stop) + 0.5, columns))
         out[part] = np.clip(np.rint(image[part].astype(np.float32) + field), 0, 255).astype(np.uint8)
     return out
 
 
 def fit_grid(original: np.ndarray, decoded: np.ndarray, cell: int, rounds: int = 3) -> np.ndarray:
-    """Offsets whose interpolated field brings the cells' means to the original's: the cell means
-    of the difference, refined on what is left after applying them (interpolation blurs them)."""
-    offsets = cell_means(original.astype(np.float64) - decoded, cell)
-    for _ in range(rounds - 1):
-        offsets += cell_means(original.astype(np.float64) - apply_grid(decoded, offsets, cell), cell)
+    """Offsets whose interpolated field brings the cells' region colours to the original's: the
+    cell means of the difference of the 16x16 region means (what `colour_error` compares),
+    refined on what is left after the interpolated field (interpolation blurs them). Works on
+    region means, so it is cheap; cells without a whole region copy their neighbour."""
+    return _fit_regions(*_regions(original, decoded), original.shape[:2], cell, rounds)
+
+
+def _regions(original: np.ndarray, decoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return box_downscale(original, COLOUR_BLOCK), box_downscale(decoded, COLOUR_BLOCK)
+
+
+def _region_centres(regions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return tuple(np.arange(n) * COLOUR_BLOCK + COLOUR_BLOCK / 2 for n in regions.shape[:2])  # type: ignore[return-value]
+
+
+def _fit_regions(target: np.ndarray, decoded: np.ndarray, size: tuple[int, int], cell: int, rounds: int) -> np.ndarray:
+    rows, cols = grid_shape(*size, cell)
+    per_cell = cell // COLOUR_BLOCK
+    whole = (-(-target.shape[0] // per_cell), -(-target.shape[1] // per_cell))  # cells holding whole regions
+    offsets = np.zeros((rows, cols, 3))
+    centres = _region_centres(target)
+    for _ in range(rounds):
+        left = target - decoded - _field(offsets, cell, size, centres)
+        starts = [np.arange(0, n, per_cell) for n in target.shape[:2]]
+        sums = np.add.reduceat(np.add.reduceat(left, starts[0], axis=0), starts[1], axis=1)
+        counts = np.diff(np.append(starts[0], target.shape[0]))[:, None] * np.diff(np.append(starts[1], target.shape[1]))[None, :]
+        offsets[: whole[0], : whole[1]] += sums / counts[..., None]
+        offsets[whole[0] :] = offsets[whole[0] - 1 : whole[0]]
+        offsets[:, whole[1] :] = offsets[:, whole[1] - 1 : whole[1]]
     return offsets
 
 
@@ -192,24 +224,38 @@ def unpack_grid(data: bytes, height: int, width: int) -> tuple[np.ndarray, int]:
 
 def grid_information(original: np.ndarray, decoded: np.ndarray, payload_bytes: int) -> bytes:
     """The CGRD chunk that lowers colour error + GRID_RATE_COST per percent of `payload_bytes`
-    the most, within GRID_MAX_SHARE of them; b"" when none beats sending nothing."""
-    height, width = original.shape[:2]
-    best, best_cost = b"", colour_error(original, decoded)
+    the most, within GRID_MAX_SHARE of them; b"" when none beats sending nothing. Candidates are
+    judged on region means (the field's value at each region's centre, added to its mean: exact
+    up to rounding and clipping), the chosen one on the pixels it would give."""
+    size = original.shape[:2]
+    if min(size) < COLOUR_BLOCK:
+        return b""
+    target, regions = _regions(original, decoded)
+    centres = _region_centres(target)
+    target_lab = srgb_to_lab(target)
+    best, best_cost, best_error = b"", np.inf, colour_error(original, decoded)
     for cell in GRID_CELLS:
-        if cell > max(height, width) and cell != GRID_CELLS[0]:
+        if cell > max(size) and cell != GRID_CELLS[0]:
             break
-        offsets = fit_grid(original, decoded, cell)
+        offsets = _fit_regions(target, regions, size, cell, rounds=3)
         for step in GRID_STEPS:
-            size = step * GRID_STEP_UNIT
-            levels = np.clip(np.round(offsets / size), -GRID_MAX_OFFSET // size, GRID_MAX_OFFSET // size)
+            quantum = step * GRID_STEP_UNIT
+            levels = np.clip(np.round(offsets / quantum), -GRID_MAX_OFFSET // quantum, GRID_MAX_OFFSET // quantum)
             data = pack_grid(levels, cell, step)
             share = (len(data) + 6) / max(payload_bytes, 1)  # + the chunk's tag and length
             if share > GRID_MAX_SHARE:
                 continue
-            cost = colour_error(original, apply_grid(decoded, levels * size, cell)) + GRID_RATE_COST * 100 * share
+            moved = np.clip(regions + _field(levels * quantum, cell, size, centres), 0, 255)
+            error = float(np.sqrt(((srgb_to_lab(moved) - target_lab) ** 2).sum(-1)).mean())
+            cost = error + GRID_RATE_COST * 100 * share
             if cost < best_cost:
                 best, best_cost = data, cost
-    return best
+    if not best:
+        return b""
+    offsets, cell = unpack_grid(best, *size)
+    share = (len(best) + 6) / max(payload_bytes, 1)
+    exact = colour_error(original, apply_grid(decoded, offsets, cell)) + GRID_RATE_COST * 100 * share
+    return best if exact < best_error else b""
 
 
 def side_information(original: np.ndarray, decoded: np.ndarray, payload_bytes: int) -> tuple[bytes, bytes]:
