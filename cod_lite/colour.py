@@ -92,15 +92,6 @@ def grid_shape(height: int, width: int, cell: int) -> tuple[int, int]:
     return -(-height // cell), -(-width // cell)
 
 
-def cell_means(image: np.ndarray, cell: int) -> np.ndarray:
-    """(rows, cols, 3) float64 means of the cells of `grid_shape` (partial ones over their pixels)."""
-    height, width = image.shape[:2]
-    starts_y, starts_x = np.arange(0, height, cell), np.arange(0, width, cell)
-    sums = np.add.reduceat(np.add.reduceat(image.astype(np.float64), starts_y, axis=0), starts_x, axis=1)
-    counts = np.diff(np.append(starts_y, height))[:, None] * np.diff(np.append(starts_x, width))[None, :]
-    return sums / counts[..., None]
-
-
 def _interpolation(size: int, cells: int, cell: int, positions: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per position along one axis (default: every pixel centre): the two cells it blends and the
     second one's weight (bilinear between cell centres, constant beyond the outer centres)."""
@@ -137,14 +128,6 @@ def apply_grid(image: np.ndarray, offsets: np.ndarray, cell: int) -> np.ndarray:
     return out
 
 
-def fit_grid(original: np.ndarray, decoded: np.ndarray, cell: int, rounds: int = 3) -> np.ndarray:
-    """Offsets whose interpolated field brings the cells' region colours to the original's: the
-    cell means of the difference of the 16x16 region means (what `colour_error` compares),
-    refined on what is left after the interpolated field (interpolation blurs them). Works on
-    region means, so it is cheap; cells without a whole region copy their neighbour."""
-    return _fit_regions(*_regions(original, decoded), original.shape[:2], cell, rounds)
-
-
 def _regions(original: np.ndarray, decoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return box_downscale(original, COLOUR_BLOCK), box_downscale(decoded, COLOUR_BLOCK)
 
@@ -153,7 +136,11 @@ def _region_centres(regions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return tuple(np.arange(n) * COLOUR_BLOCK + COLOUR_BLOCK / 2 for n in regions.shape[:2])  # type: ignore[return-value]
 
 
-def _fit_regions(target: np.ndarray, decoded: np.ndarray, size: tuple[int, int], cell: int, rounds: int) -> np.ndarray:
+def fit_grid(target: np.ndarray, decoded: np.ndarray, size: tuple[int, int], cell: int, rounds: int = 3) -> np.ndarray:
+    """Offsets for an image of `size` whose interpolated field brings the 16x16 region means
+    `decoded` to `target` (what `colour_error` compares): the cell means of their difference,
+    refined on what is left after the interpolated field (interpolation blurs them). Cheap: it
+    works on region means. Cells without a whole region copy their neighbour."""
     rows, cols = grid_shape(*size, cell)
     per_cell = cell // COLOUR_BLOCK
     whole = (-(-target.shape[0] // per_cell), -(-target.shape[1] // per_cell))  # cells holding whole regions
@@ -237,7 +224,7 @@ def grid_information(original: np.ndarray, decoded: np.ndarray, payload_bytes: i
     for cell in GRID_CELLS:
         if cell > max(size) and cell != GRID_CELLS[0]:
             break
-        offsets = _fit_regions(target, regions, size, cell, rounds=3)
+        offsets = fit_grid(target, regions, size, cell)
         for step in GRID_STEPS:
             quantum = step * GRID_STEP_UNIT
             levels = np.clip(np.round(offsets / quantum), -GRID_MAX_OFFSET // quantum, GRID_MAX_OFFSET // quantum)
