@@ -52,9 +52,9 @@ FACTORS = (1, 2, 3, 4)
 PICK_BY = "lpips_alex"
 OURS = "cod-lite"
 # Part of our cache keys: what the encoder sends besides the weights' indices (2: the colour
-# transform of cod_lite.colour, 3: its grid of offsets, 4: grid cells from 16 px, 5: grid fitted on region means, 2026-12-06), so entries of an older
+# transform of cod_lite.colour, 3: its grid of offsets, 4: grid cells from 16 px, 5: grid fitted on region means, 6: 0.05 dE per percent, 2026-12-06), so entries of an older
 # encoder are not reused.
-ENCODER_VERSION = 5
+ENCODER_VERSION = 6
 COLUMNS = {"psnr": ("PSNR", 2), "ms_ssim": ("MS-SSIM", 4), "lpips_alex": ("LPIPS-Alex", 4), "dists": ("DISTS", 4),
            "colour": ("colour dE", 2), "fid": ("FID", 1), "blockiness": ("blockiness", 3), "pattern": ("pattern", 2)}
 FID_PATCH = 64
