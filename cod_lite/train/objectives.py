@@ -24,6 +24,8 @@ obtainable offline here, so VGG16 (ImageNet, from PyPI via cod_lite.perceptual) 
 
 from __future__ import annotations
 
+import abc
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -36,7 +38,7 @@ from .vq import quantize
 Output = tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor]
 
 
-class Objective(nn.Module):
+class Objective(nn.Module, abc.ABC):
     """What every stage shares: the straight-through VQ of the condition codec, the one-step
     terms (L1, seam, colour, pattern, LPIPS), feature alignment and the discriminator. A stage
     subclass says how the network is run (`predict`) and what it adds."""
@@ -85,9 +87,9 @@ class Objective(nn.Module):
         losses["total"] = total + vq_loss
         return losses, z, indices, pred
 
+    @abc.abstractmethod
     def predict(self, x01: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
         """(prediction in [-1, 1], the stage's losses, their weighted sum) for a batch and its condition."""
-        raise NotImplementedError
 
     def one_step_terms(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
         """L1 and the other terms of a one-step prediction, weighted by the settings."""
