@@ -73,6 +73,25 @@ def test_onestep_with_perceptual_loss_runs(folder, tmp_path):
     assert all(r["lpips_alex"] > 0 for r in log) and path.exists()
 
 
+def test_dists_loss_trains_and_is_logged(folder, tmp_path):
+    path = train(settings(folder, tmp_path / "d", "onestep", steps=3, dists=1.0, log_every=1), TINY)
+    log = [json.loads(line) for line in (tmp_path / "d" / "train.log").read_text().splitlines()]
+    assert path.exists() and len(log) == 3 and all(0 < row["dists"] < 1 for row in log)
+
+
+def test_dists_loss_is_zero_for_the_target_and_pulls_a_flat_patch_towards_texture(folder, tmp_path):
+    from cod_lite.train.objectives import make_objective
+
+    objective = make_objective(CodLiteNet(TINY), settings(folder, tmp_path, "onestep", dists=1.0, l1=0.0))
+    target = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    same, _ = objective.one_step_terms(target.clone(), target)
+    assert same["dists"].abs() < 1e-4
+    flat = torch.zeros_like(target).requires_grad_(True)
+    flat_terms, total = objective.one_step_terms(flat, target)
+    total.backward()
+    assert flat_terms["dists"] > 0.1 and flat.grad.abs().sum() > 0
+
+
 def test_pretrain_perceptual_terms_judge_the_t0_samples_only(folder, tmp_path):
     torch.manual_seed(0)
     x = CropSampler(folder, 32, seed=5).batch(4)

@@ -8,7 +8,9 @@
   L1 + LPIPS-VGG + 0.5 LPIPS-Alex (weights configurable; perceptual nets from cod_lite.perceptual),
   optionally + `seam`: the excess of the steps across 16-px patch borders over the true ones, + `pattern`: L1 between
   the mean patches of output and target (ours, against the grid and the fixed per-patch texture),
-  and + `colour`: L1 between the 16x16 region means (ours, against colour casts).
+  + `colour`: L1 between the 16x16 region means (ours, against colour casts), and + `dists`:
+  DISTS, which compares texture statistics rather than pixels, so a decoder freed of its stamp
+  (`pattern`) is pushed to make texture instead of flat patches.
 - `distill`: the one-step student learns from a frozen multi-step teacher (a `pretrain` model,
   sampled with `teacher_steps` Euler steps of the rectified flow) under LPIPS-Alex, plus a
   hinge GAN loss against a discriminator on frozen VGG16 features, plus the one-step losses.
@@ -48,12 +50,13 @@ class Objective(nn.Module, abc.ABC):
         self.net = net
         self.settings = settings
         self.perceptual = nn.ModuleDict()
-        from ..perceptual import LPIPS
+        from ..perceptual import DISTS, LPIPS
 
         if settings.lpips_vgg:
             self.perceptual["vgg"] = LPIPS(net="vgg", download=True, allow_pack=settings.perceptual_pack)
         if settings.lpips_alex or self.needs_alex:
             self.perceptual["alex"] = LPIPS(net="alex", download=True, allow_pack=settings.perceptual_pack)
+        self.dists = DISTS(download=True) if settings.dists else None
         self.vgg = FrozenVGG(settings.perceptual_pack) if settings.align or settings.adversarial else None
         self.projector = None
         if settings.align:
@@ -105,6 +108,9 @@ class Objective(nn.Module, abc.ABC):
         if s.pattern:
             losses["pattern"] = F.l1_loss(mean_patch(pred, self.net.patch), mean_patch(target, self.net.patch))
             total = total + s.pattern * losses["pattern"]
+        if self.dists is not None:
+            losses["dists"] = self.dists((pred.float() + 1) / 2, (target + 1) / 2).mean()
+            total = total + s.dists * losses["dists"]
         weights = {"vgg": s.lpips_vgg, "alex": s.lpips_alex}
         for name, metric in self.perceptual.items():
             if weights[name]:

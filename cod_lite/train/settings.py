@@ -38,6 +38,7 @@ class TrainSettings:
     seam: float = 0.0  # steps across patch borders beyond the true ones (losses.seam_loss)
     pattern: float = 0.0  # L1 between the mean patches of output and target (losses.mean_patch)
     colour: float = 0.0  # L1 between 16x16 region means of output and target (losses.region_colours)
+    dists: float = 0.0  # DISTS of output and target: texture statistics, not pixels (cod_lite.perceptual)
     refine_lr_scale: float = 1.0  # the seam refiner's learning rate relative to --lr (it starts at zero)
     t0_fraction: float = 0.25
     align: float = 0.0
@@ -73,7 +74,7 @@ class TrainSettings:
 
 # What a run optimises: resuming a run folder with any of these changed is refused, because a
 # forgotten loss flag would otherwise silently train the rest of the run on another objective.
-RESUME_FIXED = ("stage", "l1", "lpips_vgg", "lpips_alex", "seam", "pattern", "colour", "t0_fraction", "align", "teacher", "teacher_steps",
+RESUME_FIXED = ("stage", "l1", "lpips_vgg", "lpips_alex", "seam", "pattern", "colour", "dists", "t0_fraction", "align", "teacher", "teacher_steps",
                 "distill", "adversarial", "freeze_encoder", "refiner_only")
 
 
