@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import copy
-import math
 from functools import lru_cache
 from pathlib import Path
 
@@ -40,7 +39,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
-from ..models.condition_codec import WINDOW, AttnBlock, ResnetBlock
+from ..models.condition_codec import AttnBlock, ResnetBlock, from_windows, to_windows
 from ..models.network import CodLiteNet
 
 PRECISIONS = ("auto", "fp32", "bf16", "triton")  # triton: the fused kernels of cod_lite.kernels (Codec)
@@ -196,17 +195,7 @@ class _FastAttention(torch.nn.Module):
         b, c, height, width = x.shape
         cells = self.norm(x).permute(0, 2, 3, 1).reshape(-1, c)  # one transposing copy, then a plain GEMM
         qkv = F.linear(cells, self.qkv_w, self.qkv_b).reshape(b, height, width, 3 * c)
-        if height <= WINDOW and width <= WINDOW:
-            wh, ww = height, width
-        else:  # pad bottom/right by edge replication to whole windows, as AttnBlock does
-            wh = ww = WINDOW
-            hp, wp = math.ceil(height / WINDOW) * WINDOW, math.ceil(width / WINDOW) * WINDOW
-            if hp > height:
-                qkv = qkv[:, torch.arange(hp, device=x.device).clamp_(max=height - 1)]
-            if wp > width:
-                qkv = qkv[:, :, torch.arange(wp, device=x.device).clamp_(max=width - 1)]
-        hp, wp = qkv.shape[1:3]
-        windows = qkv.reshape(b, hp // wh, wh, wp // ww, ww, 3 * c).transpose(2, 3).reshape(-1, wh * ww, 3 * c)
+        windows, layout = to_windows(qkv)
         q, k, v = windows.split(c, dim=-1)
         if x.device.type == "cuda" or q.dtype == torch.float32:  # in fp32 torch's CPU flash kernel is the faster
             out = F.scaled_dot_product_attention(q[:, None], k[:, None], v[:, None], scale=1.0)[:, 0]
@@ -214,7 +203,7 @@ class _FastAttention(torch.nn.Module):
             out = torch.empty_like(q)
             for i in range(q.shape[0]):
                 out[i] = torch.softmax(q[i] @ k[i].t(), -1) @ v[i]
-        out = out.reshape(b, hp // wh, wp // ww, wh, ww, c).transpose(2, 3).reshape(b, hp, wp, c)[:, :height, :width]
+        out = from_windows(out, layout)
         out = F.linear(out.reshape(-1, c), self.out_w, self.out_b).reshape(b, height, width, c)
         return x + out.permute(0, 3, 1, 2)
 

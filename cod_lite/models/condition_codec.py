@@ -55,11 +55,36 @@ class ResnetBlock(nn.Module):
         return x + h
 
 
-def _windows(t: torch.Tensor, hp: int, wp: int) -> torch.Tensor:
-    """(B, C, Hp, Wp) -> (B * nWin, WINDOW*WINDOW, C), windows in raster order."""
-    b, c = t.shape[:2]
-    t = t.reshape(b, c, hp // WINDOW, WINDOW, wp // WINDOW, WINDOW)
-    return t.permute(0, 2, 4, 3, 5, 1).reshape(-1, WINDOW * WINDOW, c)
+WindowLayout = tuple[int, int, int, int, int]  # batch, grid height and width, window height and width
+
+
+def to_windows(cells: torch.Tensor) -> tuple[torch.Tensor, WindowLayout]:
+    """(B, H, W, C) cells -> (B * windows, cells per window, C) in raster order, and the layout
+    `from_windows` needs. A grid of at most WINDOW x WINDOW is one window; a larger one is cut into
+    WINDOW x WINDOW windows after padding the bottom/right by edge replication (padded cells take
+    part as keys): the reference's inference behaviour. Channels last, so a window is contiguous rows."""
+    b, height, width, c = cells.shape
+    if height <= WINDOW and width <= WINDOW:
+        wh, ww = height, width
+    else:
+        wh = ww = WINDOW
+        hp, wp = math.ceil(height / WINDOW) * WINDOW, math.ceil(width / WINDOW) * WINDOW
+        if hp > height:
+            cells = cells[:, torch.arange(hp, device=cells.device).clamp_(max=height - 1)]
+        if wp > width:
+            cells = cells[:, :, torch.arange(wp, device=cells.device).clamp_(max=width - 1)]
+    hp, wp = cells.shape[1:3]
+    windows = cells.reshape(b, hp // wh, wh, wp // ww, ww, c).transpose(2, 3).reshape(-1, wh * ww, c)
+    return windows, (b, height, width, wh, ww)
+
+
+def from_windows(windows: torch.Tensor, layout: WindowLayout) -> torch.Tensor:
+    """The inverse of `to_windows`: (B * windows, cells per window, C) -> (B, H, W, C), padding dropped."""
+    b, height, width, wh, ww = layout
+    c = windows.shape[-1]
+    rows, cols = math.ceil(height / wh), math.ceil(width / ww)
+    grid = windows.reshape(b, rows, cols, wh, ww, c).transpose(2, 3).reshape(b, rows * wh, cols * ww, c)
+    return grid[:, :height, :width]
 
 
 def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -70,12 +95,9 @@ def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
 
 
 class AttnBlock(nn.Module):
-    """Single-head spatial self-attention.
-
-    Grids larger than 32x32 attend inside 32x32 windows, the projected q/k/v padded on the
-    bottom/right by edge replication (padded cells take part as keys) -- the reference's
-    inference behaviour. We use it in training too, so models see one attention pattern.
-    """
+    """Single-head spatial self-attention, in 32x32 windows on grids larger than one window
+    (`to_windows`: the reference's inference behaviour). We use it in training too, so models see
+    one attention pattern; the fast path (kernels/fast.py) cuts the same windows."""
 
     def __init__(self, channels: int) -> None:
         super().__init__()
@@ -87,20 +109,8 @@ class AttnBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.norm(x)
-        q, k, v = self.q(h), self.k(h), self.v(h)
-        b, c, height, width = q.shape
-        if height <= WINDOW and width <= WINDOW:
-            seq = lambda t: t.reshape(b, c, height * width).transpose(1, 2)  # noqa: E731
-            out = _attend(seq(q), seq(k), seq(v))
-            out = out.transpose(1, 2).reshape(b, c, height, width)
-        else:
-            hp = math.ceil(height / WINDOW) * WINDOW
-            wp = math.ceil(width / WINDOW) * WINDOW
-            pad = (0, wp - width, 0, hp - height)
-            q, k, v = (_windows(F.pad(t, pad, mode="replicate"), hp, wp) for t in (q, k, v))
-            out = _attend(q, k, v)
-            out = out.reshape(b, hp // WINDOW, wp // WINDOW, WINDOW, WINDOW, c)
-            out = out.permute(0, 5, 1, 3, 2, 4).reshape(b, c, hp, wp)[:, :, :height, :width]
+        (q, layout), (k, _), (v, _) = (to_windows(proj(h).permute(0, 2, 3, 1)) for proj in (self.q, self.k, self.v))
+        out = from_windows(_attend(q, k, v), layout).permute(0, 3, 1, 2)
         return x + self.proj_out(out)
 
 
