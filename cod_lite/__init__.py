@@ -9,7 +9,7 @@
 `cod_lite.files` holds the file-level helpers the CLI is built on (stdin/stdout, atomic writes).
 """
 
-from .batch import ConvertSummary, convert
+from .folders import ConvertSummary, convert
 from .codec import Codec, decode, encode, load_model, set_threads
 from .evaluate import Evaluation, evaluate
 from .files import compress_file, decompress_file

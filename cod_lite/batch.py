@@ -1,258 +1,77 @@
-"""Whole-folder conversion: images -> .cod streams or back, resumable, shardable, never stopped by one bad file.
-
-Image decoding and file writing run in a thread pool (Pillow and file I/O release the GIL) while
-the network runs in the calling thread, so I/O overlaps with compute.
-"""
+"""Several images per network call: images of one padded size share a forward pass, as many as
+the codec's memory budget allows. What keeps a GPU busy (`Codec.encode_many`/`decode_many`);
+an image too large for the budget alone goes the single-image (tiled) way."""
 
 from __future__ import annotations
 
-import hashlib
-import itertools
-import os
-import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from tqdm import tqdm
 
-from .bitstream import bits_per_pixel
-from .codec import Codec, decode, load_model, torch_device
-from .errors import CodLiteError, InputError
-from .fileio import atomic_write, read_input
-from .image_io import SAVE_FORMATS, load_image, save_image
-from .tiling import DEFAULT_MAX_MEMORY
+from . import colour, tiling
+from .image_io import ImageSource, load_image
+from .models.config import ModelConfig
+from .models.network import to_uint8
+from .models.sampling import sample_bytes
 
-STREAM_SUFFIX = ".cod"
-FailureHook = Callable[[str, str], None]
+if TYPE_CHECKING:
+    from .codec import Codec
 
-
-@dataclass
-class ConvertSummary:
-    """What a `convert` run did; `failed` holds (source path, one-line reason)."""
-
-    done: int = 0
-    skipped: int = 0
-    failed: list[tuple[str, str]] = field(default_factory=list)
-    bytes_in: int = 0
-    bytes_out: int = 0
-    pixels: int = 0
-    seconds: float = 0.0
-    compressing: bool = True
-
-    @property
-    def mean_bpp(self) -> float:
-        """Stream bits per pixel over every file converted (compressed side)."""
-        stream_bytes = self.bytes_out if self.compressing else self.bytes_in
-        return bits_per_pixel(stream_bytes, self.pixels, 1) if self.pixels else 0.0
-
-    @property
-    def files_per_second(self) -> float:
-        return self.done / self.seconds if self.seconds else 0.0
-
-    def report(self) -> str:
-        return (
-            f"{self.done} converted, {len(self.failed)} failed, {self.skipped} skipped; "
-            f"{self.bytes_in:,} bytes in, {self.bytes_out:,} bytes out; mean {self.mean_bpp:.4f} bpp; "
-            f"{self.files_per_second:.2f} files/s"
-        )
+Cost = Callable[[ModelConfig, int, int], int]  # working bytes of one image of a padded size
 
 
-def parse_shard(text: str) -> tuple[int, int]:
-    """'I/N' -> (I, N) with 0 <= I < N."""
-    try:
-        index, count = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise InputError(f"shard must look like I/N (e.g. 0/4), got '{text}'") from None
-    if not 0 <= index < count:
-        raise InputError(f"shard {text}: need 0 <= I < N")
-    return index, count
-
-
-def in_shard(relative: str, shard: tuple[int, int] | None) -> bool:
-    """A file's shard depends only on its path relative to SRC, so every machine agrees."""
-    if shard is None:
-        return True
-    digest = hashlib.sha256(relative.encode("utf-8", "surrogateescape")).digest()
-    return int.from_bytes(digest[:8], "little") % shard[1] == shard[0]
-
-
-def plan(src: Path, dst: Path, decompress: bool, image_format: str, shard: tuple[int, int] | None) -> list[tuple[Path, Path]]:
-    """(source, output) for every regular, non-hidden file under src in this shard, sorted."""
-    if not src.is_dir():
-        raise InputError(f"'{src}' is not a folder")
-    if dst.resolve().is_relative_to(src.resolve()):
-        raise InputError(f"the output folder '{dst}' must not be the input folder '{src}' or lie inside it")
-    pairs = []
-    for path in sorted(src.rglob("*")):
-        rel = path.relative_to(src)
-        if not path.is_file() or any(part.startswith(".") for part in rel.parts):
+def size_groups(sizes: Sequence[tuple[int, int]], cost: Cost, config: ModelConfig, budget: int) -> list[list[int]]:
+    """Positions of equal padded sizes, in groups whose summed `cost` fits `budget`; an image
+    too large to batch is left out (the single-image path tiles it)."""
+    groups: dict[tuple[int, int], list[int]] = {}
+    for i, size in enumerate(sizes):
+        groups.setdefault(size, []).append(i)
+    out = []
+    for (height, width), members in groups.items():
+        per_image = cost(config, height, width)
+        if per_image > budget:
             continue
-        if not in_shard(rel.as_posix(), shard):
-            continue
-        if decompress:
-            name = rel.name[: -len(STREAM_SUFFIX)] if rel.name.endswith(STREAM_SUFFIX) else rel.name
-            out = dst / rel.parent / f"{Path(name).stem}.{image_format}"
-        else:
-            out = dst / rel.parent / f"{rel.stem}{STREAM_SUFFIX}"
-        pairs.append((path, out))
-    return pairs
+        step = max(1, budget // per_image)
+        out += [members[k : k + step] for k in range(0, len(members), step)]
+    return out
 
 
-def convert(
-    src: str | os.PathLike,
-    dst: str | os.PathLike,
-    *,
-    model: str | os.PathLike | Codec | None = None,
-    decompress: bool = False,
-    image_format: str = "png",
-    workers: int = 4,
-    shard: str | tuple[int, int] | None = None,
-    force: bool = False,
-    progress: bool = True,
-    on_failure: FailureHook | None = None,
-    max_memory: int | str = DEFAULT_MAX_MEMORY,
-    compile: bool = False,
-    device: str | None = None,
-    batch_size: int | None = None,
-    precision: str = "auto",
-    steps: int | None = None,
-    seed: int | None = None,
-) -> ConvertSummary:
-    """Convert every file under `src` into the mirrored tree under `dst` (see module docstring).
-
-    Existing outputs are skipped unless `force`, so an interrupted run resumes. A file that
-    cannot be converted is recorded in the summary (and passed to `on_failure(path, message)`),
-    and the run goes on. `max_memory`, `compile`, `precision` and `device` are as in `load_model`; `device`
-    None means CUDA when available. Up to `batch_size` files (default 8 on a GPU, 1 on a CPU,
-    where batching gains nothing) go through the network together when they have one size.
-    `steps` / `seed` (with `decompress` only) are as in `decode`: every stream gets the same.
-    """
-    src, dst = Path(src), Path(dst)
-    if isinstance(shard, str):
-        shard = parse_shard(shard)
-    image_format = image_format.lower().lstrip(".")
-    if decompress and f".{image_format}" not in SAVE_FORMATS:  # fail here, not once per file
-        raise InputError(f"cannot write images as '{image_format}'; use one of {', '.join(s[1:] for s in SAVE_FORMATS)}")
-    if not decompress and (steps is not None or seed is not None):
-        raise InputError("steps and seed choose how streams are decoded; they need decompress (--decompress)")
-    pairs = plan(src, dst, decompress, image_format, shard)
-    target = torch_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    batch_size = batch_size or (8 if target.type == "cuda" else 1)
-    options = {"max_memory": max_memory, "compile": compile, "device": str(target), "precision": precision}
-    codec = model if isinstance(model, Codec) else (None if decompress and model is None else load_model(model or "default", **options))
-    sampling = {"steps": steps, "seed": seed} if decompress else {}
-    if codec is not None and steps is not None:
-        codec.steps_for(steps)  # a one-step model refuses once, not once per file
-    summary = ConvertSummary(compressing=not decompress)
-    start = time.perf_counter()
-    todo, claimed = [], {}
-    for source, out in pairs:
-        if out in claimed:
-            _fail(summary, on_failure, source, f"its output {out} would also be written from {claimed[out]}")
-        elif os.path.lexists(out) and not force:
-            summary.skipped += 1
-        else:
-            claimed[out] = source
-            todo.append((source, out))
-
-    bar = tqdm(total=len(todo), unit="file", disable=not progress, dynamic_ncols=True)
-    with bar, ThreadPoolExecutor(max(1, workers)) as pool:
-        writes: list[tuple[Path, Future]] = []
-        pending = _prefetch(pool, todo, decompress, max(workers, batch_size))
-        while chunk := list(itertools.islice(pending, batch_size)):
-            loaded = []
-            for source, out, future in chunk:
-                try:
-                    loaded.append((source, out, future.result()))
-                except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
-                    _fail(summary, on_failure, source, _describe(e))
-            for source, out, data_in, result in _convert_chunk(codec, loaded, decompress, options, sampling):
-                try:
-                    if isinstance(result, Exception):
-                        raise result
-                    pixels = result if decompress else data_in
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    if decompress:
-                        writes.append((source, pool.submit(save_image, pixels, out, overwrite=force)))
-                        summary.bytes_in += len(data_in)
-                    else:
-                        writes.append((source, pool.submit(atomic_write, out, result, overwrite=force)))
-                        summary.bytes_in += source.stat().st_size
-                        bar.set_postfix(bpp=f"{bits_per_pixel(len(result), pixels.shape[1], pixels.shape[0]):.4f}")
-                    summary.pixels += pixels.shape[0] * pixels.shape[1]
-                except Exception as e:  # noqa: BLE001
-                    _fail(summary, on_failure, source, _describe(e))
-            bar.update(len(chunk))
-            writes = _collect(writes, summary, on_failure, wait=False)
-        _collect(writes, summary, on_failure, wait=True)
-    summary.seconds = time.perf_counter() - start
-    return summary
+def encode_many(codec: Codec, images: Sequence[ImageSource], methods: tuple[int, ...] | None = None, colour: bool = True) -> list[bytes]:
+    """Streams for several images. Each equals what `codec.encode` makes of its image, up to
+    summation order (batched kernels may flip a near-tied index)."""
+    pixels = [load_image(image) for image in images]
+    indices: list[np.ndarray | None] = [None] * len(pixels)
+    sizes = [codec.model_config.padded_size(*p.shape[:2]) for p in pixels]
+    for group in size_groups(sizes, tiling.quantize_bytes, codec.model_config, codec.max_memory):
+        with torch.inference_mode():
+            batch = torch.cat([tiling.image_tensor(codec.padded(pixels[i]), codec.device) for i in group])
+            grids = codec._quantize(batch).cpu().numpy().astype(np.int64)
+        for i, grid in zip(group, grids):
+            indices[i] = grid
+    grids = [grid if grid is not None else codec.quantize(p) for p, grid in zip(pixels, indices)]
+    return [codec._stream(grid, p, methods, None, colour) for p, grid in zip(pixels, grids)]
 
 
-def _convert_chunk(
-    codec: Codec | None, loaded: list[tuple[Path, Path, Any]], decompress: bool, options: dict[str, Any], sampling: dict[str, Any],
-) -> list[tuple[Path, Path, Any, Any]]:
-    """(source, output, input, stream or image or the exception) per loaded file. Files go through
-    the network together (`encode_many`/`decode_many`); if that fails, one by one, so an error
-    is charged to the file that caused it. `sampling`: the steps/seed of decoding."""
-    inputs = [data for _, _, data in loaded]
-    results = _run(codec, inputs, decompress, options, sampling)
-    return [(source, out, data, result) for (source, out, data), result in zip(loaded, results)]
-
-
-def _run(codec: Codec | None, inputs: list[Any], decompress: bool, options: dict[str, Any], sampling: dict[str, Any]) -> list[Any]:
-    if codec is not None:  # without one, each stream names its own model: file by file
-        try:
-            return codec.decode_many(inputs, **sampling) if decompress else codec.encode_many(inputs)
-        except Exception:  # noqa: BLE001 - retried file by file below
-            pass
-    results: list[Any] = []
-    for data in inputs:
-        try:
-            if not decompress:
-                results.append(codec.encode(data))
-            else:
-                results.append(np.asarray(codec.decode(data, **sampling) if codec else decode(data, **options, **sampling)))
-        except Exception as e:  # noqa: BLE001
-            results.append(e)
-    return results
-
-
-def _prefetch(pool: ThreadPoolExecutor, todo: list[tuple[Path, Path]], decompress: bool, depth: int) -> Iterator[tuple[Path, Path, Future]]:
-    """Yield (source, output, future of its input) with up to `depth` inputs loading ahead."""
-    reader = read_input if decompress else load_image
-    futures: list[tuple[Path, Path, Future]] = []
-    for source, out in todo:
-        futures.append((source, out, pool.submit(reader, source)))
-        if len(futures) > depth:
-            yield futures.pop(0)
-    yield from futures
-
-
-def _collect(writes: list[tuple[Path, Future]], summary: ConvertSummary, on_failure: FailureHook | None, wait: bool) -> list[tuple[Path, Future]]:
-    pending = []
-    for source, future in writes:
-        if not wait and not future.done():
-            pending.append((source, future))
-            continue
-        try:
-            summary.bytes_out += Path(future.result()).stat().st_size
-            summary.done += 1
-        except Exception as e:  # noqa: BLE001
-            _fail(summary, on_failure, source, _describe(e))
-    return pending
-
-
-def _describe(error: Exception) -> str:
-    return str(error) if isinstance(error, (CodLiteError, OSError)) else f"{type(error).__name__}: {error}"
-
-
-def _fail(summary: ConvertSummary, on_failure: FailureHook | None, source: Path, message: str) -> None:
-    summary.failed.append((str(source), message))
-    if on_failure is not None:
-        on_failure(str(source), message)
+def decode_many(codec: Codec, streams: Sequence[bytes], steps: int | None = None, seed: int | None = None) -> list[np.ndarray]:
+    """HxWx3 uint8 images for several streams. Each image gets the noise `codec.decode` would give
+    it (same steps and seed), so it equals that image up to summation order (batched kernels may
+    move a pixel by 1)."""
+    steps = codec.steps_for(steps)
+    one_pass = codec._one_pass(steps)
+    reads = [codec._read(data) for data in streams]
+    headers, parsed = [r[0] for r in reads], [r[1:] for r in reads]
+    images: list[np.ndarray | None] = [None] * len(parsed)
+    sizes = [codec.model_config.padded_size(height, width) for _, height, width in parsed]
+    cost = tiling.reconstruct_bytes if one_pass else sample_bytes
+    for group in size_groups(sizes, cost, codec.model_config, codec.max_memory):
+        idx = torch.from_numpy(np.stack([parsed[i][0] for i in group])).to(codec.device)
+        with torch.inference_mode():
+            out = (to_uint8(codec._reconstruct(idx)) if one_pass else codec._sample(idx, steps, seed)).cpu().numpy()
+        for i, image in zip(group, out):
+            images[i] = np.ascontiguousarray(image[: parsed[i][1], : parsed[i][2]])
+    return [
+        colour.correct(image if image is not None else codec._image(*p, steps, seed), header.colour, header.colour_grid)
+        for image, p, header in zip(images, parsed, headers)
+    ]

@@ -12,7 +12,7 @@ import numpy as np
 import PIL.Image
 import torch
 
-from . import bitstream, colour, kernels, tiling, zoo
+from . import batch, bitstream, colour, kernels, tiling, zoo
 from .container import read_stream, write_stream
 from .entropy.packing import unpack_indices
 from .entropy.prior import IndexPrior
@@ -21,7 +21,7 @@ from .image_io import ImageSource, load_image, metadata_kinds, read_metadata
 from .kernels.fast import FastPath, phase_dtypes, precision_label
 from .models.config import ModelConfig
 from .models.network import CodLiteNet, to_uint8
-from .models.sampling import Sampling, check_steps, sample_bytes, sample_indices
+from .models.sampling import Sampling, check_steps, sample_indices
 from .weights import load_weights, read_sampling
 
 
@@ -104,14 +104,19 @@ class Codec:
     def quantize(self, image: ImageSource) -> np.ndarray:
         """Image -> int64 index grid (H/ds, W/ds) of the image edge-padded to the model's size unit;
         tiled (approximately) when the untiled pass would need more than `max_memory`."""
-        pixels = load_image(image)
-        height, width = pixels.shape[:2]
-        ph, pw = self.model_config.padded_size(height, width)
-        pixels = _pad_edge(pixels, ph, pw)
+        pixels = self.padded(load_image(image))
+        ph, pw = pixels.shape[:2]
         with torch.inference_mode():
             if tiling.quantize_bytes(self.model_config, ph, pw) > self.max_memory:
                 return tiling.quantize_tiled(self.net, pixels, self.max_memory, self.device)
             return self._quantize(tiling.image_tensor(pixels, self.device))[0].cpu().numpy().astype(np.int64)
+
+    def padded(self, pixels: np.ndarray) -> np.ndarray:
+        """HxWx3 pixels edge-padded to the model's size unit (the container's pad mode 0)."""
+        height, width = self.model_config.padded_size(*pixels.shape[:2])
+        if pixels.shape[:2] == (height, width):
+            return pixels
+        return np.pad(pixels, ((0, height - pixels.shape[0]), (0, width - pixels.shape[1]), (0, 0)), mode="edge")
 
     # -- steps ----------------------------------------------------------------------------------
     @functools.cached_property
@@ -181,19 +186,8 @@ class Codec:
         return self._stream(self.quantize(pixels), pixels, methods, carried, colour)
 
     def encode_many(self, images: Sequence[ImageSource], methods: tuple[int, ...] | None = None, colour: bool = True) -> list[bytes]:
-        """Streams for several images. Images of one size share network calls, as many per call as
-        `max_memory` allows: what keeps a GPU busy. Each stream equals what `encode` makes of its
-        image, up to summation order (batched kernels may flip a near-tied index)."""
-        pixels = [load_image(image) for image in images]
-        indices: list[np.ndarray | None] = [None] * len(pixels)
-        for group in self._batches([self.model_config.padded_size(*p.shape[:2]) for p in pixels], tiling.quantize_bytes):
-            padded = [_pad_edge(pixels[i], *self.model_config.padded_size(*pixels[i].shape[:2])) for i in group]
-            with torch.inference_mode():
-                grids = self._quantize(torch.cat([tiling.image_tensor(p, self.device) for p in padded]))
-            for i, grid in zip(group, grids.cpu().numpy().astype(np.int64)):
-                indices[i] = grid
-        grids = [grid if grid is not None else self.quantize(p) for p, grid in zip(pixels, indices)]
-        return [self._stream(grid, p, methods, None, colour) for p, grid in zip(pixels, grids)]
+        """Streams for several images, images of one size sharing network calls (`cod_lite.batch`)."""
+        return batch.encode_many(self, images, methods, colour)
 
     def _stream(
         self, indices: np.ndarray, pixels: np.ndarray, methods: tuple[int, ...] | None,
@@ -206,21 +200,6 @@ class Codec:
         if correct_colour:
             side = lambda payload_bytes: colour.side_information(pixels, self.reconstruct(indices, height, width), payload_bytes)  # noqa: E731
         return write_stream(indices, height, width, self.model_config, self.identity, self.prior, methods, metadata, side)
-
-    def _batches(self, sizes: list[tuple[int, int]], cost: Callable[[ModelConfig, int, int], int]) -> list[list[int]]:
-        """Positions of equal padded sizes, in groups whose summed `cost` fits `max_memory`; an image
-        too large to batch is left out (the single-image path tiles it)."""
-        groups: dict[tuple[int, int], list[int]] = {}
-        for i, size in enumerate(sizes):
-            groups.setdefault(size, []).append(i)
-        out = []
-        for (height, width), members in groups.items():
-            per_image = cost(self.model_config, height, width)
-            if per_image > self.max_memory:
-                continue
-            step = max(1, self.max_memory // per_image)
-            out += [members[k : k + step] for k in range(0, len(members), step)]
-        return out
 
     def decode_indices(self, data: bytes) -> tuple[np.ndarray, int, int]:
         """Stream -> (index grid, height, width) after checking it belongs to this model."""
@@ -238,30 +217,15 @@ class Codec:
         them keeps them when passed on (`image_io.save_image(..., metadata=)` does it)."""
         steps = self.steps_for(steps)
         header, indices, height, width = self._read(data)
-        image = PIL.Image.fromarray(_corrected(self._image(indices, height, width, steps, seed), header), "RGB")
+        pixels = colour.correct(self._image(indices, height, width, steps, seed), header.colour, header.colour_grid)
+        image = PIL.Image.fromarray(pixels, "RGB")
         image.info.update({PILLOW_INFO_KEYS[k]: v for k, v in header.metadata.items()})
         return image
 
     def decode_many(self, streams: Sequence[bytes], steps: int | None = None, seed: int | None = None) -> list[np.ndarray]:
-        """HxWx3 uint8 images for several streams; like `encode_many`, images of one size share
-        network calls. Each image gets the noise `decode` would give it (same steps and seed), so it
-        equals that image up to summation order (batched kernels may move a pixel by 1)."""
-        steps = self.steps_for(steps)
-        one_pass = self._one_pass(steps)
-        reads = [self._read(data) for data in streams]
-        headers, parsed = [r[0] for r in reads], [r[1:] for r in reads]
-        images: list[np.ndarray | None] = [None] * len(parsed)
-        sizes = [self.model_config.padded_size(height, width) for _, height, width in parsed]
-        for group in self._batches(sizes, tiling.reconstruct_bytes if one_pass else sample_bytes):
-            idx = torch.from_numpy(np.stack([parsed[i][0] for i in group])).to(self.device)
-            with torch.inference_mode():
-                out = (to_uint8(self._reconstruct(idx)) if one_pass else self._sample(idx, steps, seed)).cpu().numpy()
-            for i, image in zip(group, out):
-                images[i] = np.ascontiguousarray(image[: parsed[i][1], : parsed[i][2]])
-        return [
-            _corrected(image if image is not None else self._image(*p, steps, seed), header)
-            for image, p, header in zip(images, parsed, headers)
-        ]
+        """HxWx3 uint8 images for several streams, images of one size sharing network calls
+        (`cod_lite.batch`); `steps` and `seed` as in `decode`."""
+        return batch.decode_many(self, streams, steps, seed)
 
     def decode_reference(self, data: bytes, steps: int | None = None, seed: int | None = None) -> PIL.Image.Image:
         """A `.cod` file in the authors' layout (which does not say which model made it)."""
@@ -272,11 +236,6 @@ class Codec:
         count = (height // ds) * (width // ds)
         indices = unpack_indices(payload, self.model_config.codebook_bits, count).reshape(height // ds, width // ds)
         return PIL.Image.fromarray(self.reconstruct(indices, height, width, steps=steps, seed=seed), "RGB")
-
-
-def _corrected(pixels: np.ndarray, header: bitstream.StreamHeader) -> np.ndarray:
-    """The decoded pixels with the stream's colour corrections applied, if it carries any."""
-    return colour.correct(pixels, header.colour, header.colour_grid)
 
 
 PILLOW_INFO_KEYS = {"exif": "exif", "icc": "icc_profile", "xmp": "xmp"}  # metadata kind -> PIL info key
@@ -296,13 +255,6 @@ def torch_device(name: str | None) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device '{name}' asked for, but CUDA is not available here")
     return device
-
-
-def _pad_edge(pixels: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Replicate the last row/column up to height x width (the container's pad mode 0)."""
-    if pixels.shape[:2] == (height, width):
-        return pixels
-    return np.pad(pixels, ((0, height - pixels.shape[0]), (0, width - pixels.shape[1]), (0, 0)), mode="edge")
 
 
 def _uses_kernels(precision: str, device: torch.device, compile: bool) -> bool:

@@ -26,7 +26,7 @@ import numpy as np
 from tqdm import tqdm
 
 from . import metrics
-from .batch import STREAM_SUFFIX
+from .folders import STREAM_SUFFIX
 from .bitstream import bits_per_pixel
 from .codec import Codec, load_model
 from .errors import CodLiteError, InputError

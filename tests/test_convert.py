@@ -9,7 +9,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 import cod_lite
-from cod_lite.batch import in_shard, parse_shard, plan
+from cod_lite.folders import in_shard, parse_shard, plan
 from cod_lite_cli.main import cli
 
 
@@ -104,12 +104,12 @@ def test_encode_many_and_decode_many_match_one_by_one(parity_codec):
 
 def test_batches_respect_the_memory_budget(parity_weights):
     from cod_lite import tiling
+    from cod_lite.batch import size_groups
 
-    per_image = tiling.quantize_bytes(cod_lite.load_model(parity_weights).model_config, 64, 96)
-    codec = cod_lite.load_model(parity_weights, max_memory=2 * per_image + 1)
-    assert codec._batches([(64, 96)] * 5 + [(48, 80)], tiling.quantize_bytes) == [[0, 1], [2, 3], [4], [5]]
-    tight = cod_lite.load_model(parity_weights, max_memory=per_image - 1)
-    assert tight._batches([(64, 96)] * 2, tiling.quantize_bytes) == []  # left to the tiled single-image path
+    config = cod_lite.load_model(parity_weights).model_config
+    per_image = tiling.quantize_bytes(config, 64, 96)
+    assert size_groups([(64, 96)] * 5 + [(48, 80)], tiling.quantize_bytes, config, 2 * per_image + 1) == [[0, 1], [2, 3], [4], [5]]
+    assert size_groups([(64, 96)] * 2, tiling.quantize_bytes, config, per_image - 1) == []  # left to the tiled single-image path
 
 
 def test_batched_convert_equals_unbatched_and_keeps_per_file_errors(photos, tmp_path, parity_weights):
