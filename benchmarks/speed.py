@@ -10,7 +10,7 @@ Only the network phases differ between paths; the others are timed once and adde
 Paths: eager fp32 (the reference: `precision="fp32"`, the authors'-style exact code), the
 default path (`precision="auto"`, `cod_lite.kernels.fast`; its per-phase ratios against eager
 fp32 are printed after the table), eager channels_last, compile (inductor, frozen weights:
-`cod_lite.codec.compiled`), compile + channels_last (`load_model(compile=True)` runs this path's encoder and plain
+`cod_lite.inference.compiled`), compile + channels_last (`load_model(compile=True)` runs this path's encoder and plain
 compile's decoder: encode and decode are separate graphs, timed separately here), and
 where the device has bf16 (CPU: avx512_bf16/AMX; CUDA) eager and compiled bf16 autocast. On CUDA
 also compile with CUDA graphs and the Triton kernels of `cod_lite.kernels` (skipped, with the
@@ -40,7 +40,8 @@ from PIL import Image
 
 import cod_lite
 from cod_lite import bitstream
-from cod_lite.codec import Codec, compiled
+from cod_lite.codec import Codec
+from cod_lite.inference import compiled
 from cod_lite.entropy.coding import decode_grid, encode_grid
 from cod_lite.kernels.fast import FastPath, phase_dtypes, precision_label
 from cod_lite.image_io import SAVE_FORMATS, load_image

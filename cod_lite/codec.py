@@ -6,19 +6,19 @@ import functools
 import os
 from pathlib import Path
 from collections.abc import Sequence
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import PIL.Image
 import torch
 
-from . import batch, bitstream, colour, kernels, tiling, zoo
+from . import batch, bitstream, colour, inference, tiling, zoo
 from .container import read_stream, write_stream
 from .entropy.packing import unpack_indices
 from .entropy.prior import IndexPrior
 from .errors import BitstreamError, InputError
 from .image_io import ImageSource, load_image, metadata_kinds, read_metadata
-from .kernels.fast import FastPath, phase_dtypes, precision_label
+from .kernels.fast import phase_dtypes
 from .models.config import ModelConfig
 from .models.network import CodLiteNet, to_uint8
 from .models.sampling import Sampling, check_steps, sample_indices
@@ -49,31 +49,15 @@ class Codec:
         self.path = path
         self.prior = prior
         self.max_memory = tiling.parse_memory(max_memory)
-        self.is_compiled = compile
-        self.encode_dtype, self.decode_dtype = _phase_dtypes(precision, self.device, compile)
-        methods = (self.net.quantize, self.net.reconstruct)
-        if self.encode_dtype is not None or self.decode_dtype is not None:
-            fast = FastPath(self.net, self.encode_dtype, self.decode_dtype)
-            methods = (fast.quantize, fast.reconstruct)
-        self.uses_kernels = _uses_kernels(precision, self.device, compile)
-        if self.uses_kernels:  # "auto" keeps the torch path as a fallback; an explicit "triton" does not
-            methods = kernels.codec_methods(self.net, methods if precision == "auto" else None)
-        self._quantize, self._reconstruct = tuple(map(compiled, methods)) if compile else methods
-        if compile:
-            # compiled, the encoder ran 1.07x faster with channels_last weights (images arrive
-            # channels_last: an HxWx3 array permuted) and the decoder 1.14x faster without them
-            self.net.y_embedder.encoder.to(memory_format=torch.channels_last)
-            # cache the t = 0 modulation first: a graph compiled without it is recompiled once it exists
-            side = 2 * self.model_config.size_unit // self.model_config.ds  # GroupNorm needs two cells
-            with torch.inference_mode():
-                self.net.reconstruct(torch.zeros(1, side, side, dtype=torch.long, device=self.device))
+        self.inference = inference.select(self.net, precision, self.device, compile)
+        self._quantize, self._reconstruct = self.inference.quantize, self.inference.reconstruct
 
     @property
     def precision(self) -> str:
-        """What untiled passes run in (`kernels.fast.precision_label`), e.g. "fp32" (the exact
+        """What untiled passes run in (`inference.InferencePath.label`), e.g. "fp32" (the exact
         network), "bf16", or "encode fp32, decode fp32 fast" (`auto` without native bf16). Tiled
         passes are exact fp32."""
-        return "fp32 triton" if self.uses_kernels else precision_label(self.encode_dtype, self.decode_dtype)
+        return self.inference.label
 
     @property
     def name(self) -> str:
@@ -257,37 +241,6 @@ def torch_device(name: str | None) -> torch.device:
     return device
 
 
-def _uses_kernels(precision: str, device: torch.device, compile: bool) -> bool:
-    """Whether untiled passes run the Triton kernels (`cod_lite.kernels`): asked for ("triton"),
-    or "auto" on a CUDA GPU where triton is installed (compile=True keeps its own graphs)."""
-    if precision == "triton":
-        if compile:
-            raise InputError("compile=True runs the compiled fp32 network; precision 'triton' runs the kernels instead")
-        if not kernels.available():
-            raise InputError("precision 'triton' needs the triton package and a CUDA GPU")
-        return True
-    return precision == "auto" and device.type == "cuda" and not compile and kernels.available()
-
-
-def _phase_dtypes(precision: str, device: torch.device, compile: bool) -> tuple[torch.dtype | None, torch.dtype | None]:
-    """`kernels.fast.phase_dtypes`, with compile=True kept exact: its graphs are of the fp32 network."""
-    if compile and precision == "bf16":
-        raise InputError("compile=True runs the fp32 network; use precision='fp32' or 'auto' with it")
-    dtypes = phase_dtypes(precision, device)  # checks the name first
-    return (None, None) if compile else dtypes
-
-
-def compiled(fn: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
-    """`fn` (a network method) compiled with inductor, the weights frozen into the graph as constants.
-
-    Compilation happens on the first call of each new input size (tens of seconds to minutes on a
-    CPU), so it pays off over many images (`codlite convert --compile`). Freezing needs inference
-    mode, which `Codec` always uses. fp32 only: `Codec` compiles the exact network (the bf16
-    path is eager, fast from its first call).
-    """
-    return torch.compile(fn, options={"freezing": True})
-
-
 @functools.lru_cache(maxsize=4)
 def _load_cached(path: str, mtime_ns: int, device: str | None, max_memory: int, compile: bool, precision: str) -> Codec:
     config, state, meta = load_weights(path)
@@ -308,7 +261,7 @@ def load_model(
 
     `max_memory` (bytes, or a size such as '4G') bounds the working memory of one image: above it
     the image is processed in tiles (docs/performance.md). `compile=True` runs untiled passes
-    through `compiled` (fp32; a changed summation order can flip near-tied indices, and pixels
+    through `inference.compiled` (fp32; a changed summation order can flip near-tied indices, and pixels
     may move by 1). `precision`: "fp32" is the exact network (parity with the reference), "bf16"
     the reduced-precision fast path, "triton" the fused Triton kernels (fp32; CUDA, or CPU under
     TRITON_INTERPRET=1), "auto" (default) the Triton kernels on a CUDA GPU where triton is

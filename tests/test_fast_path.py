@@ -43,7 +43,7 @@ def test_compiled_matches_eager(codecs):
     np.testing.assert_array_equal(indices, eager.quantize(image))
     diff = np.abs(fast.reconstruct(indices, 64, 96).astype(int) - eager.reconstruct(indices, 64, 96))
     assert diff.max() <= 1
-    assert fast.is_compiled and not eager.is_compiled
+    assert fast.inference.compiled and not eager.inference.compiled
     # a second image of the same size reuses the compiled graphs: same answers again
     flipped = np.ascontiguousarray(image[::-1])
     np.testing.assert_array_equal(fast.quantize(flipped), eager.quantize(flipped))
@@ -112,7 +112,7 @@ def test_unknown_precision_is_one_error(tiny_net):
 
 def test_exact_mode_is_the_fp32_network_bit_for_bit(tiny_net, image):
     codec = Codec(tiny_net, "00" * 32, precision="fp32")
-    assert codec.precision == "fp32" and codec.encode_dtype is None and codec.decode_dtype is None
+    assert codec.precision == "fp32" and codec.inference.encode_dtype is None and codec.inference.decode_dtype is None
     x = torch.from_numpy(image.copy()).permute(2, 0, 1)[None].float() / 255
     with torch.inference_mode():
         indices = tiny_net.quantize(x)
@@ -159,7 +159,7 @@ def test_auto_without_native_bf16_is_the_fp32_fast_path(monkeypatch, tiny_net, i
     monkeypatch.setattr(fast, "cpu_has_native_bf16", lambda: False)
     codec = Codec(tiny_net, "00" * 32)
     exact = Codec(tiny_net, "00" * 32, precision="fp32")
-    assert codec.precision == "encode fp32, decode fp32 fast" and codec.decode_dtype == torch.float32
+    assert codec.precision == "encode fp32, decode fp32 fast" and codec.inference.decode_dtype == torch.float32
     assert not isinstance(codec._reconstruct.__self__, CodLiteNet)  # the fused head runs, not net.reconstruct
     indices = exact.quantize(image)
     np.testing.assert_array_equal(codec.quantize(image), indices)  # the exact encoder: identical streams

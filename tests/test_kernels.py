@@ -185,7 +185,7 @@ def test_a_codec_with_precision_triton_runs_the_kernels_and_matches_the_exact_co
     image = (torch.rand(48, 64, 3, generator=torch.Generator().manual_seed(2)) * 255).to(torch.uint8).numpy()
     exact = Codec(tiny_net(device), "00" * 32, device=str(device), precision="fp32")
     fused = Codec(tiny_net(device), "00" * 32, device=str(device), precision="triton")
-    assert fused.uses_kernels and fused.precision == "fp32 triton" and not exact.uses_kernels
+    assert fused.inference.uses_kernels and fused.precision == "fp32 triton" and not exact.inference.uses_kernels
     indices = exact.quantize(image)
     assert (fused.quantize(image) == indices).all()
     diff = fused.reconstruct(indices, 48, 64).astype(int) - exact.reconstruct(indices, 48, 64).astype(int)
@@ -193,17 +193,17 @@ def test_a_codec_with_precision_triton_runs_the_kernels_and_matches_the_exact_co
 
 
 def test_auto_runs_the_kernels_on_a_cuda_gpu_only(monkeypatch):
-    from cod_lite.codec import _uses_kernels
+    from cod_lite.inference import uses_kernels
 
     monkeypatch.setattr(kernels, "available", lambda: True)
     cuda, cpu = torch.device("cuda"), torch.device("cpu")
-    assert _uses_kernels("auto", cuda, compile=False) and _uses_kernels("triton", cpu, compile=False)
-    assert not _uses_kernels("auto", cpu, compile=False) and not _uses_kernels("auto", cuda, compile=True)
-    assert not _uses_kernels("bf16", cuda, compile=False) and not _uses_kernels("fp32", cuda, compile=False)
+    assert uses_kernels("auto", cuda, compile=False) and uses_kernels("triton", cpu, compile=False)
+    assert not uses_kernels("auto", cpu, compile=False) and not uses_kernels("auto", cuda, compile=True)
+    assert not uses_kernels("bf16", cuda, compile=False) and not uses_kernels("fp32", cuda, compile=False)
     monkeypatch.setattr(kernels, "available", lambda: False)
-    assert not _uses_kernels("auto", cuda, compile=False)
+    assert not uses_kernels("auto", cuda, compile=False)
     with pytest.raises(cod_lite.InputError, match="needs the triton package"):
-        _uses_kernels("triton", cuda, compile=False)
+        uses_kernels("triton", cuda, compile=False)
 
 
 def test_a_failing_kernel_hands_over_to_the_torch_path_with_one_warning(monkeypatch):
