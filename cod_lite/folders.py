@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from . import bitstream
 from .bitstream import bits_per_pixel
 from .codec import Codec, decode, load_model, torch_device
 from .errors import CodLiteError, InputError
@@ -131,6 +132,7 @@ def convert(
     None means CUDA when available. Up to `batch_size` files (default 8 on a GPU, 1 on a CPU,
     where batching gains nothing) go through the network together when they have one size.
     `steps` / `seed` (with `decompress` only) are as in `decode`: every stream gets the same.
+    Decompressed images keep the EXIF, ICC profile and XMP their streams carry.
     """
     src, dst = Path(src), Path(dst)
     if isinstance(shard, str):
@@ -178,7 +180,8 @@ def convert(
                     pixels = result if decompress else data_in
                     out.parent.mkdir(parents=True, exist_ok=True)
                     if decompress:
-                        writes.append((source, pool.submit(save_image, pixels, out, overwrite=force)))
+                        carried = bitstream.parse(data_in).metadata  # as `codlite decompress` keeps it by default
+                        writes.append((source, pool.submit(save_image, pixels, out, overwrite=force, metadata=carried)))
                         summary.bytes_in += len(data_in)
                     else:
                         writes.append((source, pool.submit(atomic_write, out, result, overwrite=force)))

@@ -58,6 +58,19 @@ def test_decompress_finds_each_model_from_its_stream(photos, tmp_path, parity_we
     assert summary.done == 3 and (tmp_path / "d" / "trip" / "b.webp").exists()
 
 
+def test_decompressed_images_keep_the_metadata_their_streams_carry(photos, tmp_path, parity_codec):
+    streams = tmp_path / "streams"
+    streams.mkdir()
+    source = tmp_path / "with_icc.png"
+    Image.open(photos / "a.png").save(source, icc_profile=b"fake icc" * 8)
+    cod_lite.compress_file(source, streams / "icc.cod", parity_codec, metadata="icc")
+    cod_lite.compress_file(photos / "a.png", streams / "bare.cod", parity_codec)
+    summary = cod_lite.convert(streams, tmp_path / "back", model=parity_codec, decompress=True, progress=False)
+    assert summary.done == 2 and not summary.failed
+    assert Image.open(tmp_path / "back" / "icc.png").info.get("icc_profile") == b"fake icc" * 8
+    assert "icc_profile" not in Image.open(tmp_path / "back" / "bare.png").info
+
+
 def test_shards_partition_the_files(photos):
     everything = {p for p, _ in plan(photos, photos.parent / "o", False, "png", None)}
     parts = [{p for p, _ in plan(photos, photos.parent / "o", False, "png", (i, 3))} for i in range(3)]
