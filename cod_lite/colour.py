@@ -22,7 +22,7 @@ import struct
 import numpy as np
 
 from .errors import BitstreamError
-from .metrics import COLOUR_BLOCK, box_downscale, colour_error, srgb_to_lab
+from .metrics import COLOUR_BLOCK, box_downscale, colour_error, lab_distance, srgb_to_lab
 from .models.config import PATCH_SIZE
 
 MATRIX_SCALE = 4096  # gains and mixing weights in units of 1/4096 (int16: -8 .. 8)
@@ -146,11 +146,11 @@ def fit_grid(target: np.ndarray, decoded: np.ndarray, size: tuple[int, int], cel
     whole = (-(-target.shape[0] // per_cell), -(-target.shape[1] // per_cell))  # cells holding whole regions
     offsets = np.zeros((rows, cols, 3))
     centres = _region_centres(target)
+    starts = [np.arange(0, n, per_cell) for n in target.shape[:2]]
+    counts = np.diff(np.append(starts[0], target.shape[0]))[:, None] * np.diff(np.append(starts[1], target.shape[1]))[None, :]
     for _ in range(rounds):
         left = target - decoded - _field(offsets, cell, size, centres)
-        starts = [np.arange(0, n, per_cell) for n in target.shape[:2]]
         sums = np.add.reduceat(np.add.reduceat(left, starts[0], axis=0), starts[1], axis=1)
-        counts = np.diff(np.append(starts[0], target.shape[0]))[:, None] * np.diff(np.append(starts[1], target.shape[1]))[None, :]
         offsets[: whole[0], : whole[1]] += sums / counts[..., None]
         offsets[whole[0] :] = offsets[whole[0] - 1 : whole[0]]
         offsets[:, whole[1] :] = offsets[:, whole[1] - 1 : whole[1]]
@@ -233,8 +233,7 @@ def grid_information(original: np.ndarray, decoded: np.ndarray, payload_bytes: i
             if share > GRID_MAX_SHARE:
                 continue
             moved = np.clip(regions + _field(levels * quantum, cell, size, centres), 0, 255)
-            error = float(np.sqrt(((srgb_to_lab(moved) - target_lab) ** 2).sum(-1)).mean())
-            cost = error + GRID_RATE_COST * 100 * share
+            cost = lab_distance(srgb_to_lab(moved), target_lab) + GRID_RATE_COST * 100 * share
             if cost < best_cost:
                 best, best_cost = data, cost
     if not best:

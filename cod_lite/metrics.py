@@ -175,7 +175,11 @@ def colour_error(reference: np.ndarray, distorted: np.ndarray, block: int = COLO
     region changes nothing). Regions are averaged in sRGB values; ~1 is invisible, ~10 an obvious cast."""
     if reference.shape != distorted.shape or reference.ndim != 3 or reference.shape[2] != 3:
         raise InputError(f"images must both be HxWx3 of one size, got {reference.shape} and {distorted.shape}")
-    a, b = (srgb_to_lab(box_downscale(x, block)) for x in (reference, distorted))
+    return lab_distance(*(srgb_to_lab(box_downscale(x, block)) for x in (reference, distorted)))
+
+
+def lab_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean CIELAB ΔE*76 between two arrays of Lab values (`colour_error` of region means)."""
     return float(np.sqrt(((a - b) ** 2).sum(-1)).mean())
 
 

