@@ -76,9 +76,13 @@ for _stage in STAGES:
               help="int8: half the size of fp16 (bundled models)")
 @click.option("--force", is_flag=True, help="replace OUTPUT (and its .json) if they exist")
 @click.option("--refiner-scale", type=float, default=1.0, show_default=True, help="multiply the seam refiner's residual (e.g. 0.6)")
-def export_command(checkpoint: str, output: str, name: str | None, precision: str, force: bool, refiner_scale: float) -> None:
+@click.option("--prior-from", default=None, metavar="MODEL",
+              help="carry over MODEL's index prior (a run that kept MODEL's encoder frozen: --freeze-encoder)")
+def export_command(checkpoint: str, output: str, name: str | None, precision: str, force: bool, refiner_scale: float,
+                   prior_from: str | None) -> None:
     """Write a run's EMA weights as a model file for bundling."""
-    _friendly(lambda: click.echo(export(checkpoint, output, name=name, precision=precision, overwrite=force, refiner_scale=refiner_scale)))()
+    _friendly(lambda: click.echo(export(checkpoint, output, name=name, precision=precision, overwrite=force,
+                                        refiner_scale=refiner_scale, prior_from=prior_from)))()
 
 
 @train_group.command("crops")

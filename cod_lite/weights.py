@@ -59,19 +59,14 @@ def save_weights(
     int8: bool = False,
     info: Mapping[str, Any] | None = None,
     sampling: Sampling | None = None,
+    prior: IndexPrior | None = None,
     overwrite: bool = False,
 ) -> Path:
     """Write a weight file; `dtype` (e.g. torch.float16) converts floating tensors first, `int8`
     stores every floating tensor of 2+ dimensions and INT8_MIN_SIZE+ elements as int8;
-    `sampling` marks a multi-step (rectified-flow) model, None a one-step codec."""
-    tensors = {}
-    for name, t in state.items():
-        t = t.detach().cpu()
-        if int8 and t.is_floating_point() and t.dim() >= 2 and t.numel() >= INT8_MIN_SIZE:
-            t, tensors[INT8_SCALE_PREFIX + name] = quantize_int8(t)
-        elif dtype is not None and t.is_floating_point():
-            t = t.to(dtype)
-        tensors[name] = t.contiguous()
+    `sampling` marks a multi-step (rectified-flow) model, None a one-step codec; `prior` rides
+    along outside the weights' identity."""
+    tensors = _storage(state, dtype, int8)
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -81,7 +76,29 @@ def save_weights(
     }
     if sampling is not None:
         metadata["sampling"] = sampling.to_json()
+    if prior is not None:
+        metadata.update(_with_prior(tensors, prior, config))
     return atomic_write(path, save(tensors, metadata=metadata), overwrite=overwrite)
+
+
+def _storage(state: Mapping[str, torch.Tensor], dtype: torch.dtype | None, int8: bool) -> dict[str, torch.Tensor]:
+    tensors = {}
+    for name, t in state.items():
+        t = t.detach().cpu()
+        if int8 and t.is_floating_point() and t.dim() >= 2 and t.numel() >= INT8_MIN_SIZE:
+            t, tensors[INT8_SCALE_PREFIX + name] = quantize_int8(t)
+        elif dtype is not None and t.is_floating_point():
+            t = t.to(dtype)
+        tensors[name] = t.contiguous()
+    return tensors
+
+
+def as_stored(state: Mapping[str, torch.Tensor], *, dtype: torch.dtype | None = None, int8: bool = False) -> dict[str, torch.Tensor]:
+    """`state` as `save_weights(..., dtype=, int8=)` would store it and `load_weights` return it
+    (float32): what a check of the written values compares, before writing anything."""
+    tensors = _storage(state, dtype, int8)
+    _expand_int8(tensors, "<memory>")
+    return {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
 
 
 def quantize_int8(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -107,13 +124,18 @@ def attach_prior(
     """Copy a weight file with `prior` in place of any earlier one; the network tensors are copied
     byte for byte, so the model identity (and every stream made with it) stays valid."""
     config, _, meta = load_weights(path)  # validates the file
-    if prior.codebook_size != config.codebook_size:
-        raise ValueError(f"index prior has {prior.codebook_size} symbols, the model's codebook {config.codebook_size}")
     tensors = {k: v for k, v in load_file(str(path)).items() if not k.startswith(PRIOR_PREFIX)}
-    tensors.update({PRIOR_PREFIX + k: torch.from_numpy(v) for k, v in prior.to_arrays().items()})
-    metadata = dict(read_metadata(path), prior_digest=prior.digest.hex())
+    metadata = dict(read_metadata(path), **_with_prior(tensors, prior, config))
     metadata["info"] = json.dumps({**meta["info"], **dict(info or {})}, sort_keys=True)
     return atomic_write(output, save(tensors, metadata=metadata), overwrite=overwrite)
+
+
+def _with_prior(tensors: dict[str, torch.Tensor], prior: IndexPrior, config: ModelConfig) -> dict[str, str]:
+    """Add the prior's tensors to `tensors`; -> the metadata entry naming it."""
+    if prior.codebook_size != config.codebook_size:
+        raise ValueError(f"index prior has {prior.codebook_size} symbols, the model's codebook {config.codebook_size}")
+    tensors.update({PRIOR_PREFIX + k: torch.from_numpy(v) for k, v in prior.to_arrays().items()})
+    return {"prior_digest": prior.digest.hex()}
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:

@@ -326,6 +326,28 @@ def test_export_scales_the_refiner_residual_and_records_it(folder, tmp_path):
         export(plain, tmp_path / "x.safetensors", refiner_scale=0.5)
 
 
+def test_export_carries_the_prior_only_of_an_encoder_kept_frozen(folder, tmp_path):
+    from cod_lite.train.__main__ import main
+
+    base = save_weights(tmp_path / "base.safetensors", TINY, CodLiteNet(TINY).state_dict(), dtype=torch.float16, int8=True, info={})  # as exported
+    source = cod_lite.fit_prior(base, folder, tmp_path / "source.safetensors", progress=False)
+    frozen = train(settings(folder, tmp_path / "f", "onestep", steps=3, restart_every=0, init=str(source), freeze_encoder=True), TINY)
+    out = tmp_path / "out.safetensors"
+    assert main(["export", str(frozen), str(out), "--precision", "int8", "--prior-from", str(source)]) == 0
+    old, new = cod_lite.load_model(source, precision="fp32"), cod_lite.load_model(out, precision="fp32")
+    assert new.prior is not None and new.prior.digest == old.prior.digest and new.weights_sha256 != old.weights_sha256
+    assert "carried over from source.safetensors" in json.loads(out.with_suffix(".json").read_text())["training"]["index_prior"]
+    for photo in sorted(folder.rglob("*.png")):
+        assert np.array_equal(new.quantize(photo), old.quantize(photo))
+        assert len(new.encode(photo)) == len(old.encode(photo))  # same indices, same prior: same entropy-coded size
+    moved = train(settings(folder, tmp_path / "m", "onestep", steps=3, restart_every=0, init=str(source)), TINY)
+    for run, precision, error in ((moved, "int8", "encoder or codebook differs"), (frozen, "fp16", "encoder or codebook differs"),
+                                  (frozen, "int8", "no index prior")):
+        with pytest.raises(ValueError, match=error):
+            export(run, tmp_path / "refused.safetensors", precision=precision, prior_from=base if error == "no index prior" else source)
+    assert not (tmp_path / "refused.safetensors").exists()
+
+
 def test_cli_init_keeps_the_init_files_architecture_unless_a_flag_changes_it(folder, tmp_path):
     from cod_lite.train.__main__ import main
 

@@ -195,6 +195,8 @@ class CodLiteNet(nn.Module):
     only, and the adaLN modulation of t = 0 is computed once and cached (see `reconstruct`).
     """
 
+    INDEX_PATH = ("y_embedder.encoder.", "y_embedder.bottleneck.")  # the tensors that decide the indices
+
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
         self.config = config

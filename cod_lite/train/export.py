@@ -9,9 +9,12 @@ from pathlib import Path
 
 import torch
 
+from ..entropy.prior import IndexPrior
 from ..fileio import atomic_write, check_target
+from ..models.network import CodLiteNet
 from ..models.sampling import Sampling
-from ..weights import load_weights, save_weights
+from ..weights import as_stored, load_weights, save_weights
+from ..zoo import resolve
 
 
 PRECISIONS = {"fp32": "float32", "fp16": "float16", "int8": "int8 (per-channel fp16 scales) + float16"}
@@ -26,12 +29,15 @@ def export(
     overwrite: bool = False,
     record: bool = True,
     refiner_scale: float = 1.0,
+    prior_from: str | os.PathLike | None = None,
 ) -> Path:
     """Write `output` (+ `output` with suffix .json: how it was trained, for humans); an existing
     file is replaced only with `overwrite` (exports often target the bundled models).
 
     `precision` 'int8' stores large matrices as int8 (`save_weights`), half the size of 'fp16';
-    the prior is not carried over: indices may move, so fit a new one with `fit-prior`.
+    no prior is carried over, as indices may move (fit one with `fit-prior`), except with
+    `prior_from`: a model (name or file) whose encoder and codebook the run kept frozen, so its
+    prior stays valid; refused if they differ by a bit.
     `record=False` skips the .json (where few files may be written, e.g. a GPU session's $OUT).
     `refiner_scale` multiplies the seam refiner's residual (its last conv): a dial between the
     grid and DISTS for a refiner that overshot in training (recorded as info.refiner_scale).
@@ -51,11 +57,15 @@ def export(
         state = {k: v * refiner_scale if k.startswith("refine.conv2.") else v for k, v in state.items()}
         info["refiner_scale"] = refiner_scale
     dtype = None if precision == "fp32" else torch.float16
+    prior = None
+    if prior_from is not None:
+        stored = as_stored({k: v for k, v in state.items() if k.startswith(CodLiteNet.INDEX_PATH)}, dtype=dtype, int8=precision == "int8")
+        prior, info["index_prior"] = _frozen_prior(prior_from, stored)
     sampling = meta["sampling"]  # a pretrain-stage model stays multi-step (older runs' files lack the record)
     if sampling is None and meta["info"].get("stage") == "pretrain":
         sampling = Sampling()
     path = save_weights(
-        output, config, state, dtype=dtype, int8=precision == "int8", info=info, sampling=sampling, overwrite=overwrite
+        output, config, state, dtype=dtype, int8=precision == "int8", info=info, sampling=sampling, prior=prior, overwrite=overwrite
     )
     summary = {"config": config.to_dict(), "training": info}
     if sampling is not None:
@@ -64,3 +74,18 @@ def export(
     if record:  # without: the same record lives in the file's metadata ('info')
         atomic_write(record_file, text.encode(), overwrite=overwrite)
     return path
+
+
+def _frozen_prior(source: str | os.PathLike, stored: dict[str, torch.Tensor]) -> tuple[IndexPrior, str]:
+    """The prior of `source` if the index path (encoder and codebook) as it will be `stored` is
+    `source`'s bit for bit."""
+    path = resolve(source)
+    _, source_state, meta = load_weights(path)
+    if meta["prior"] is None:
+        raise ValueError(f"'{source}' has no index prior to carry over")
+    index_keys = [k for k in source_state if k.startswith(CodLiteNet.INDEX_PATH)]
+    moved = sorted(set(stored) ^ set(index_keys)) + [k for k in index_keys if k in stored and not torch.equal(stored[k], source_state[k])]
+    if not index_keys or moved:
+        raise ValueError(f"the run's encoder or codebook differs from '{source}' as stored ({len(moved)} tensors, e.g. {moved[:1]}): "
+                         "its indices may move, so fit a new prior (fit-prior)")
+    return meta["prior"], f"carried over from {path.name} (prior {meta['prior'].digest.hex()[:16]}): encoder and codebook identical"
