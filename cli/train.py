@@ -78,11 +78,13 @@ for _stage in STAGES:
 @click.option("--refiner-scale", type=float, default=1.0, show_default=True, help="multiply the seam refiner's residual (e.g. 0.6)")
 @click.option("--prior-from", default=None, metavar="MODEL",
               help="carry over MODEL's index prior (a run that kept MODEL's encoder frozen: --freeze-encoder)")
+@click.option("--mix", default=None, metavar="MODEL", help="average MODEL (a fine-tune of the same model) into the weights")
+@click.option("--mix-weight", type=click.FloatRange(0, 1), default=0.5, show_default=True, help="MODEL's share in --mix")
 def export_command(checkpoint: str, output: str, name: str | None, precision: str, force: bool, refiner_scale: float,
-                   prior_from: str | None) -> None:
+                   prior_from: str | None, mix: str | None, mix_weight: float) -> None:
     """Write a run's EMA weights as a model file for bundling."""
     _friendly(lambda: click.echo(export(checkpoint, output, name=name, precision=precision, overwrite=force,
-                                        refiner_scale=refiner_scale, prior_from=prior_from)))()
+                                        refiner_scale=refiner_scale, prior_from=prior_from, mix=mix, mix_weight=mix_weight)))()
 
 
 @train_group.command("crops")

@@ -348,6 +348,25 @@ def test_export_carries_the_prior_only_of_an_encoder_kept_frozen(folder, tmp_pat
     assert not (tmp_path / "refused.safetensors").exists()
 
 
+def test_export_mixes_two_fine_tunes_and_keeps_what_they_share(folder, tmp_path):
+    torch.manual_seed(1)
+    a, b = CodLiteNet(TINY), CodLiteNet(TINY)
+    b.y_embedder.load_state_dict(a.y_embedder.state_dict())  # one encoder and condition decoder, two denoisers
+    first = save_weights(tmp_path / "a.safetensors", TINY, a.state_dict(), info={"steps": 1})
+    second = save_weights(tmp_path / "b.safetensors", dataclasses.replace(TINY, name="other-name"), b.state_dict(), info={})
+    out = export(first, tmp_path / "m.safetensors", precision="fp32", mix=second, mix_weight=0.25)
+    (_, mixed, meta), (_, sa, _), (_, sb, other) = load_weights(out), load_weights(first), load_weights(second)
+    key = "final_layer.linear.weight"
+    assert not torch.equal(sa[key], sb[key]) and torch.allclose(mixed[key], 0.75 * sa[key] + 0.25 * sb[key], atol=1e-6)
+    assert all(torch.equal(mixed[k], sa[k]) for k in sa if k.startswith("y_embedder."))  # shared tensors bit for bit
+    assert meta["info"]["mix"] == {"file": "b.safetensors", "weights_sha256": other["weights_sha256"], "weight": 0.25}
+    wider = save_weights(tmp_path / "w.safetensors", dataclasses.replace(TINY, hidden_size=64), CodLiteNet(dataclasses.replace(TINY, hidden_size=64)).state_dict())
+    for bad, weight, error in ((wider, 0.5, "not the same architecture"), (second, 1.5, "mix weight")):
+        with pytest.raises(ValueError, match=error):
+            export(first, tmp_path / "refused.safetensors", mix=bad, mix_weight=weight)
+    assert not (tmp_path / "refused.safetensors").exists()
+
+
 def test_cli_init_keeps_the_init_files_architecture_unless_a_flag_changes_it(folder, tmp_path):
     from cod_lite.train.__main__ import main
 

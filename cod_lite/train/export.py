@@ -11,6 +11,7 @@ import torch
 
 from ..entropy.prior import IndexPrior
 from ..fileio import atomic_write, check_target
+from ..models.config import ModelConfig
 from ..models.network import CodLiteNet
 from ..models.sampling import Sampling
 from ..weights import as_stored, load_weights, save_weights
@@ -30,6 +31,8 @@ def export(
     record: bool = True,
     refiner_scale: float = 1.0,
     prior_from: str | os.PathLike | None = None,
+    mix: str | os.PathLike | None = None,
+    mix_weight: float = 0.5,
 ) -> Path:
     """Write `output` (+ `output` with suffix .json: how it was trained, for humans); an existing
     file is replaced only with `overwrite` (exports often target the bundled models).
@@ -41,6 +44,9 @@ def export(
     `record=False` skips the .json (where few files may be written, e.g. a GPU session's $OUT).
     `refiner_scale` multiplies the seam refiner's residual (its last conv): a dial between the
     grid and DISTS for a refiner that overshot in training (recorded as info.refiner_scale).
+    `mix` (a model name or file of the same architecture) is averaged in with `mix_weight`:
+    between two fine-tunes of one model, a dial between their trade-offs (e.g. hatching against
+    DISTS) without another run; tensors the two share stay bit for bit (recorded as info.mix).
     """
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
@@ -51,6 +57,8 @@ def export(
     if name:
         config = dataclasses.replace(config, name=name)
     info = dict(meta["info"], exported_from=Path(checkpoint).name, dtype=PRECISIONS[precision])
+    if mix is not None:
+        state, info["mix"] = _mixed(state, config, mix, mix_weight)
     if refiner_scale != 1.0:
         if not config.refine_channels:
             raise ValueError(f"'{checkpoint}' has no seam refiner to scale")
@@ -89,3 +97,17 @@ def _frozen_prior(source: str | os.PathLike, stored: dict[str, torch.Tensor]) ->
         raise ValueError(f"the run's encoder or codebook differs from '{source}' as stored ({len(moved)} tensors, e.g. {moved[:1]}): "
                          "its indices may move, so fit a new prior (fit-prior)")
     return meta["prior"], f"carried over from {path.name} (prior {meta['prior'].digest.hex()[:16]}): encoder and codebook identical"
+
+
+def _mixed(state: dict[str, torch.Tensor], config: ModelConfig, other: str | os.PathLike, weight: float) -> tuple[dict[str, torch.Tensor], dict]:
+    """(1 - weight) * state + weight * `other`'s state; torch.lerp keeps tensors the two share
+    bit for bit (an encoder both runs kept frozen: same indices, same prior)."""
+    if not 0.0 <= weight <= 1.0:
+        raise ValueError(f"mix weight must be in [0, 1], not {weight}")
+    path = resolve(other)
+    other_config, other_state, meta = load_weights(path)
+    shapes = {k: v.shape for k, v in state.items()}
+    if dataclasses.replace(other_config, name=config.name) != config or shapes != {k: v.shape for k, v in other_state.items()}:
+        raise ValueError(f"'{other}' is not the same architecture: only fine-tunes of one model can be mixed")
+    mixed = {k: torch.lerp(v, other_state[k], weight) if v.is_floating_point() else v for k, v in state.items()}
+    return mixed, {"file": path.name, "weights_sha256": meta["weights_sha256"], "weight": weight}
