@@ -82,6 +82,7 @@ def save_weights(
 
 
 def _storage(state: Mapping[str, torch.Tensor], dtype: torch.dtype | None, int8: bool) -> dict[str, torch.Tensor]:
+    """The tensors as a file holds them: int8 values + their scales, or converted to `dtype`."""
     tensors = {}
     for name, t in state.items():
         t = t.detach().cpu()
