@@ -97,8 +97,12 @@ def _storage(state: Mapping[str, torch.Tensor], dtype: torch.dtype | None, int8:
 def as_stored(state: Mapping[str, torch.Tensor], *, dtype: torch.dtype | None = None, int8: bool = False) -> dict[str, torch.Tensor]:
     """`state` as `save_weights(..., dtype=, int8=)` would store it and `load_weights` return it
     (float32): what a check of the written values compares, before writing anything."""
-    tensors = _storage(state, dtype, int8)
-    _expand_int8(tensors, "<memory>")
+    return _float32(_storage(state, dtype, int8), "<memory>")
+
+
+def _float32(tensors: dict[str, torch.Tensor], path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """Stored tensors as the network takes them: int8 expanded with its scales, floats as float32."""
+    _expand_int8(tensors, path)
     return {k: v.float() if v.is_floating_point() else v for k, v in tensors.items()}
 
 
@@ -213,6 +217,4 @@ def load_weights(path: str | os.PathLike) -> tuple[ModelConfig, dict[str, torch.
         if prior.digest.hex() != meta.get("prior_digest"):
             raise CheckpointError(f"'{path}' is damaged: its index prior does not match the recorded digest")
     sampling = _sampling(meta, path)
-    _expand_int8(state, path)
-    state = {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
-    return config, state, {"weights_sha256": digest, "info": info, "prior": prior, "sampling": sampling}
+    return config, _float32(state, path), {"weights_sha256": digest, "info": info, "prior": prior, "sampling": sampling}
