@@ -5,7 +5,8 @@
 
 Each image is compressed once; the same stream is then decoded with every N (seed --seed), so
 only the decoder changes. Prints a markdown table of the means over the images (bpp, PSNR,
-LPIPS-Alex, DISTS, FID over 64x64 patches unless --no-fid, decode seconds per image) and writes
+LPIPS-Alex, DISTS, the hatching stamp (pattern, grey levels) and blockiness of the decoded
+images, FID over 64x64 patches unless --no-fid, decode seconds per image) and writes
 the plot (--plot, default docs/steps.png) when matplotlib is installed, and with --crop-out the
 centre 256x256 crop of the first image: original, then each N left to right. Runs on the CPU
 with the threads torch is given.
@@ -27,7 +28,7 @@ from kodak import save_crop
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DIR = ROOT.parent / "shared" / "data" / "kodak"
-COLUMNS = ("steps", "bpp", "psnr", "lpips_alex", "dists", "fid", "decode_s")
+COLUMNS = ("steps", "bpp", "psnr", "lpips_alex", "dists", "pattern", "blockiness", "fid", "decode_s")
 
 
 def measure(codec: cod_lite.Codec, images: list[np.ndarray], steps_list: list[int], seed: int, fid: bool) -> tuple[list[dict[str, float]], list[np.ndarray]]:
@@ -48,6 +49,8 @@ def measure(codec: cod_lite.Codec, images: list[np.ndarray], steps_list: list[in
             "psnr": float(np.mean([metrics.psnr(a, b) for a, b in zip(images, decoded)])),
             "lpips_alex": float(np.mean([metrics.lpips(a, b, "alex") for a, b in zip(images, decoded)])),
             "dists": float(np.mean([metrics.dists(a, b) for a, b in zip(images, decoded)])),
+            "pattern": float(np.mean([metrics.patch_pattern(d) for d in decoded])),
+            "blockiness": float(np.mean([metrics.blockiness(d) for d in decoded])),
             "fid": metrics.patch_fid_kid(real, decoded)["fid"] if fid else float("nan"),
             "decode_s": float(np.mean(seconds)),
         }
@@ -62,6 +65,7 @@ def table(rows: list[dict[str, float]]) -> str:
     for r in rows:
         lines.append(
             f"| {r['steps']} | {r['bpp']:.4f} | {r['psnr']:.2f} | {r['lpips_alex']:.3f} | {r['dists']:.3f} | "
+            f"{r['pattern']:.2f} | {r['blockiness']:.3f} | "
             + ("n/a" if np.isnan(r["fid"]) else f"{r['fid']:.1f}")
             + f" | {r['decode_s']:.2f} |"
         )
@@ -79,7 +83,7 @@ def plot(rows: list[dict[str, float]], path: Path, title: str) -> bool:
     import matplotlib.pyplot as plt
 
     steps = [r["steps"] for r in rows]
-    names = [("psnr", "PSNR (dB) ↑"), ("lpips_alex", "LPIPS-Alex ↓"), ("dists", "DISTS ↓")]
+    names = [("psnr", "PSNR (dB) ↑"), ("lpips_alex", "LPIPS-Alex ↓"), ("dists", "DISTS ↓"), ("pattern", "pattern (grey levels) ↓")]
     if not any(np.isnan(r["fid"]) for r in rows):
         names.append(("fid", "patch FID ↓"))
     fig, axes = plt.subplots(1, len(names), figsize=(3.2 * len(names), 3))
