@@ -43,14 +43,14 @@ def measure(codec: cod_lite.Codec, images: list[np.ndarray], steps_list: list[in
             start = time.perf_counter()
             decoded.append(np.asarray(codec.decode(stream, steps=steps, seed=seed)))
             seconds.append(time.perf_counter() - start)
+        artefacts = [metrics.grid_artefacts(d) for d in decoded]
         row = {
             "steps": steps,
             "bpp": bpp,
             "psnr": float(np.mean([metrics.psnr(a, b) for a, b in zip(images, decoded)])),
             "lpips_alex": float(np.mean([metrics.lpips(a, b, "alex") for a, b in zip(images, decoded)])),
             "dists": float(np.mean([metrics.dists(a, b) for a, b in zip(images, decoded)])),
-            "pattern": float(np.mean([metrics.patch_pattern(d) for d in decoded])),
-            "blockiness": float(np.mean([metrics.blockiness(d) for d in decoded])),
+            **{k: float(np.mean([a[k] for a in artefacts])) for k in ("pattern", "blockiness")},
             "fid": metrics.patch_fid_kid(real, decoded)["fid"] if fid else float("nan"),
             "decode_s": float(np.mean(seconds)),
         }
