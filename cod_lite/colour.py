@@ -63,16 +63,25 @@ def unpack(data: bytes) -> np.ndarray:
 
 
 def apply(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
-    """HxWx3 uint8 -> HxWx3 uint8: rgb' = M[:, :3] rgb + M[:, 3], rounded and clipped."""
-    out = image.astype(np.float32) @ matrix[:, :3].T.astype(np.float32) + matrix[:, 3].astype(np.float32)
+    """HxWx3 uint8 -> HxWx3 uint8: rgb' = M[:, :3] rgb + M[:, 3], rounded and clipped. A
+    diagonal M (what `fit` makes) is a table lookup per channel: the same float32 values."""
+    gains = matrix[:, :3].astype(np.float32)
+    offsets = matrix[:, 3].astype(np.float32)
+    if np.count_nonzero(gains - np.diag(np.diag(gains))) == 0:
+        levels = np.arange(256, dtype=np.float32)[:, None]
+        tables = np.clip(np.rint(levels * np.diag(gains)[None] + offsets), 0, 255).astype(np.uint8)  # (256, 3)
+        return np.stack([tables[image[..., c], c] for c in range(3)], axis=-1)
+    out = image.astype(np.float32) @ gains.T + offsets
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def transform_information(original: np.ndarray, decoded: np.ndarray) -> bytes:
-    """The packed transform when it removes at least MIN_GAIN of colour error, else b"" (none sent)."""
+def transform_information(original: np.ndarray, decoded: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """(the packed transform, the decoding after it) when it removes at least MIN_GAIN of colour
+    error, else (b"", the decoding): none is sent."""
     matrix = fit(original, decoded)
-    gain = colour_error(original, decoded) - colour_error(original, apply(decoded, matrix))
-    return pack(matrix) if gain >= MIN_GAIN else b""
+    corrected = apply(decoded, matrix)
+    gain = colour_error(original, decoded) - colour_error(original, corrected)
+    return (pack(matrix), corrected) if gain >= MIN_GAIN else (b"", decoded)
 
 
 # -- the grid of offsets (chunk CGRD) ----------------------------------------------------------
@@ -160,20 +169,39 @@ def fit_grid(target: np.ndarray, decoded: np.ndarray, size: tuple[int, int], cel
 def pack_grid(levels: np.ndarray, cell: int, step: int) -> bytes:
     """Chunk CGRD: cell / 16, step, Exp-Golomb order, then the zigzagged integer levels (row-major,
     R G B per cell) in Exp-Golomb codes of the order that gives the fewest bytes."""
+    zigzag = _zigzag(levels)
+    order = min(range(GRID_MAX_ORDER + 1), key=lambda k: (_code_lengths(zigzag, k).sum() + 7) // 8)
+    return bytes([cell // PATCH_SIZE, step, order]) + _exp_golomb(zigzag, order)
+
+
+def grid_bytes(levels: np.ndarray) -> int:
+    """len(pack_grid(levels, ...)) without building the codes: what the encoder's search compares."""
+    zigzag = _zigzag(levels)
+    return _GRID_HEAD + min((int(_code_lengths(zigzag, k).sum()) + 7) // 8 for k in range(GRID_MAX_ORDER + 1))
+
+
+def _zigzag(levels: np.ndarray) -> np.ndarray:
     values = levels.astype(np.int64).ravel()
-    zigzag = np.where(values >= 0, 2 * values, -2 * values - 1)
-    best = min((_exp_golomb(zigzag, order), order) for order in range(GRID_MAX_ORDER + 1))
-    return bytes([cell // PATCH_SIZE, step, best[1]]) + best[0]
+    return np.where(values >= 0, 2 * values, -2 * values - 1)
 
 
-def _exp_golomb(values: np.ndarray, order: int) -> bytes:
-    bits = []
-    for value in values.tolist():
-        code = value + (1 << order)
-        bits.append("0" * (code.bit_length() - 1 - order) + format(code, "b"))
-    text = "".join(bits)
-    text += "0" * (-len(text) % 8)
-    return int(text, 2).to_bytes(len(text) // 8, "big") if text else b""
+def _code_lengths(zigzag: np.ndarray, order: int) -> np.ndarray:
+    """Bits of each value's order-k Exp-Golomb code: 2 * bit_length(v + 2^k) - 1 - k."""
+    return 2 * np.frexp((zigzag + (1 << order)).astype(np.float64))[1].astype(np.int64) - 1 - order
+
+
+def _exp_golomb(zigzag: np.ndarray, order: int) -> bytes:
+    """The codes back to back, MSB first, zero-padded to whole bytes: each is bit_length(code) - 1
+    - order zeros, then the code (value + 2^order) in binary."""
+    codes = zigzag + (1 << order)
+    lengths = _code_lengths(zigzag, order)
+    ends = np.cumsum(lengths)
+    bits = np.zeros(int(ends[-1]) if len(ends) else 0, dtype=np.uint8)
+    widths = (lengths + 1 + order) // 2  # bit_length(code)
+    for bit in range(int(widths.max(initial=0))):  # bit `bit` from the code's least significant end
+        has = widths > bit
+        bits[ends[has] - 1 - bit] = (codes[has] >> bit) & 1
+    return np.packbits(bits).tobytes()
 
 
 def unpack_grid(data: bytes, height: int, width: int) -> tuple[np.ndarray, int]:
@@ -213,14 +241,15 @@ def grid_information(original: np.ndarray, decoded: np.ndarray, payload_bytes: i
     """The CGRD chunk that lowers colour error + GRID_RATE_COST per percent of `payload_bytes`
     the most, within GRID_MAX_SHARE of them; b"" when none beats sending nothing. Candidates are
     judged on region means (the field's value at each region's centre, added to its mean: exact
-    up to rounding and clipping), the chosen one on the pixels it would give."""
+    up to rounding and clipping) and by their size alone (`grid_bytes`); only the chosen one is
+    packed and judged on the pixels it would give."""
     size = original.shape[:2]
     if min(size) < COLOUR_BLOCK:
         return b""
     target, regions = _regions(original, decoded)
     centres = _region_centres(target)
     target_lab = srgb_to_lab(target)
-    best, best_cost, best_error = b"", np.inf, colour_error(original, decoded)
+    best, best_cost = None, np.inf
     for cell in GRID_CELLS:
         if cell > max(size) and cell != GRID_CELLS[0]:
             break
@@ -228,28 +257,26 @@ def grid_information(original: np.ndarray, decoded: np.ndarray, payload_bytes: i
         for step in GRID_STEPS:
             quantum = step * GRID_STEP_UNIT
             levels = np.clip(np.round(offsets / quantum), -GRID_MAX_OFFSET // quantum, GRID_MAX_OFFSET // quantum)
-            data = pack_grid(levels, cell, step)
-            share = (len(data) + 6) / max(payload_bytes, 1)  # + the chunk's tag and length
+            share = (grid_bytes(levels) + 6) / max(payload_bytes, 1)  # + the chunk's tag and length
             if share > GRID_MAX_SHARE:
                 continue
             moved = np.clip(regions + _field(levels * quantum, cell, size, centres), 0, 255)
             cost = lab_distance(srgb_to_lab(moved), target_lab) + GRID_RATE_COST * 100 * share
             if cost < best_cost:
-                best, best_cost = data, cost
-    if not best:
+                best, best_cost = (levels, cell, step), cost
+    if best is None:
         return b""
-    offsets, cell = unpack_grid(best, *size)
-    share = (len(best) + 6) / max(payload_bytes, 1)
-    exact = colour_error(original, apply_grid(decoded, offsets, cell)) + GRID_RATE_COST * 100 * share
-    return best if exact < best_error else b""
+    levels, cell, step = best
+    data = pack_grid(levels, cell, step)
+    share = (len(data) + 6) / max(payload_bytes, 1)
+    exact = colour_error(original, apply_grid(decoded, levels * (step * GRID_STEP_UNIT), cell)) + GRID_RATE_COST * 100 * share
+    return data if exact < lab_distance(target_lab, srgb_to_lab(regions)) else b""
 
 
 def side_information(original: np.ndarray, decoded: np.ndarray, payload_bytes: int) -> tuple[bytes, bytes]:
     """(CLRT, CGRD) chunk data for an image, each b"" when it does not pay; the grid is fitted on
     the decoding after the transform, the order the decoder applies them in (`correct`)."""
-    transform = transform_information(original, decoded)
-    if transform:
-        decoded = apply(decoded, unpack(transform))
+    transform, decoded = transform_information(original, decoded)
     return transform, grid_information(original, decoded, payload_bytes)
 
 
