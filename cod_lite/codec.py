@@ -182,8 +182,24 @@ class Codec:
         height, width = pixels.shape[:2]
         side = None
         if correct_colour:
-            side = lambda payload_bytes: colour.side_information(pixels, self.reconstruct(indices, height, width), payload_bytes)  # noqa: E731
+            side = lambda payload_bytes: colour.side_information(pixels, self._decoded_regions(indices, height, width), payload_bytes)  # noqa: E731
         return write_stream(indices, height, width, self.model_config, self.identity, self.prior, methods, metadata, side)
+
+    def _decoded_regions(self, indices: np.ndarray, height: int, width: int) -> np.ndarray:
+        """The 16x16 region means of what the decoder makes of `indices` (what the colour side
+        information is fitted on): from a quarter of the pixel head where the path can
+        (`FastPath.region_means`: networks without a seam refiner, one-pass, untiled), else
+        from a whole decode."""
+        ph, pw = self.model_config.padded_size(height, width)
+        fast = self.inference.region_means
+        if (
+            fast is None or min(height, width) < colour.COLOUR_BLOCK or not self._one_pass(self.steps_for(None))
+            or tiling.reconstruct_bytes(self.model_config, ph, pw) > self.max_memory
+        ):
+            return colour.region_means(self.reconstruct(indices, height, width))
+        with torch.inference_mode():
+            means = fast(torch.from_numpy(indices.astype(np.int64)).to(self.device)[None])[0].cpu().numpy()
+        return means[: height // colour.COLOUR_BLOCK, : width // colour.COLOUR_BLOCK]
 
     def decode_indices(self, data: bytes) -> tuple[np.ndarray, int, int]:
         """Stream -> (index grid, height, width) after checking it belongs to this model."""

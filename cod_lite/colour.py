@@ -22,7 +22,7 @@ import struct
 import numpy as np
 
 from .errors import BitstreamError
-from .metrics import COLOUR_BLOCK, box_downscale, colour_error, lab_distance, srgb_to_lab
+from .metrics import COLOUR_BLOCK, box_downscale, lab_distance, srgb_to_lab
 from .models.config import PATCH_SIZE
 
 MATRIX_SCALE = 4096  # gains and mixing weights in units of 1/4096 (int16: -8 .. 8)
@@ -31,10 +31,14 @@ PAYLOAD = struct.Struct("<12h")
 MIN_GAIN = 0.5  # the decoder pays 30 bytes for a transform only when it removes this much dE76
 
 
-def fit(original: np.ndarray, decoded: np.ndarray) -> np.ndarray:
+def region_means(image: np.ndarray) -> np.ndarray:
+    """The 16x16 region means (float64) of an HxWx3 image: all the corrections are fitted on."""
+    return box_downscale(image, COLOUR_BLOCK)
+
+
+def fit(target: np.ndarray, decoded: np.ndarray) -> np.ndarray:
     """(3, 4) transform [gain diagonal | offset] taking the decoded region means to the original's."""
-    a = box_downscale(decoded, COLOUR_BLOCK).reshape(-1, 3)
-    b = box_downscale(original, COLOUR_BLOCK).reshape(-1, 3)
+    a, b = decoded.reshape(-1, 3), target.reshape(-1, 3)
     matrix = np.zeros((3, 4))
     for channel in range(3):
         design = np.stack([a[:, channel], np.ones(len(a))], 1)
@@ -75,12 +79,18 @@ def apply(image: np.ndarray, matrix: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def transform_information(original: np.ndarray, decoded: np.ndarray) -> tuple[bytes, np.ndarray]:
-    """(the packed transform, the decoding after it) when it removes at least MIN_GAIN of colour
-    error, else (b"", the decoding): none is sent."""
-    matrix = fit(original, decoded)
-    corrected = apply(decoded, matrix)
-    gain = colour_error(original, decoded) - colour_error(original, corrected)
+def _moved(means: np.ndarray, matrix: np.ndarray) -> np.ndarray:
+    """Region means after the transform (clipped like pixels; rounding averages out)."""
+    return np.clip(means @ matrix[:, :3].T + matrix[:, 3], 0, 255)
+
+
+def transform_information(target: np.ndarray, decoded: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """(the packed transform, the decoded region means after it) when it removes at least
+    MIN_GAIN of colour error, else (b"", the means unchanged): none is sent."""
+    matrix = fit(target, decoded)
+    corrected = _moved(decoded, matrix)
+    target_lab = srgb_to_lab(target)
+    gain = lab_distance(srgb_to_lab(decoded), target_lab) - lab_distance(srgb_to_lab(corrected), target_lab)
     return (pack(matrix), corrected) if gain >= MIN_GAIN else (b"", decoded)
 
 
@@ -135,10 +145,6 @@ def apply_grid(image: np.ndarray, offsets: np.ndarray, cell: int) -> np.ndarray:
         field = _field(values, cell, (height, width), (np.arange(part.start, part.stop) + 0.5, columns))
         out[part] = np.clip(np.rint(image[part].astype(np.float32) + field), 0, 255).astype(np.uint8)
     return out
-
-
-def _regions(original: np.ndarray, decoded: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return box_downscale(original, COLOUR_BLOCK), box_downscale(decoded, COLOUR_BLOCK)
 
 
 def _region_centres(regions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -237,19 +243,17 @@ def unpack_grid(data: bytes, height: int, width: int) -> tuple[np.ndarray, int]:
     return offsets, cell
 
 
-def grid_information(original: np.ndarray, decoded: np.ndarray, payload_bytes: int) -> bytes:
-    """The CGRD chunk that lowers colour error + GRID_RATE_COST per percent of `payload_bytes`
-    the most, within GRID_MAX_SHARE of them; b"" when none beats sending nothing. Candidates are
-    judged on region means (the field's value at each region's centre, added to its mean: exact
-    up to rounding and clipping) and by their size alone (`grid_bytes`); only the chosen one is
-    packed and judged on the pixels it would give."""
-    size = original.shape[:2]
+def grid_information(target: np.ndarray, regions: np.ndarray, size: tuple[int, int], payload_bytes: int) -> bytes:
+    """The CGRD chunk for an image of `size` that lowers colour error + GRID_RATE_COST per percent
+    of `payload_bytes` the most, within GRID_MAX_SHARE of them; b"" when none beats sending
+    nothing. Judged on region means (the field's value at each region's centre added to its
+    mean: exact up to rounding and clipping) and each candidate's size (`grid_bytes`); only the
+    chosen one is packed."""
     if min(size) < COLOUR_BLOCK:
         return b""
-    target, regions = _regions(original, decoded)
     centres = _region_centres(target)
     target_lab = srgb_to_lab(target)
-    best, best_cost = None, np.inf
+    best, best_cost = None, lab_distance(srgb_to_lab(regions), target_lab)  # sending nothing
     for cell in GRID_CELLS:
         if cell > max(size) and cell != GRID_CELLS[0]:
             break
@@ -264,20 +268,19 @@ def grid_information(original: np.ndarray, decoded: np.ndarray, payload_bytes: i
             cost = lab_distance(srgb_to_lab(moved), target_lab) + GRID_RATE_COST * 100 * share
             if cost < best_cost:
                 best, best_cost = (levels, cell, step), cost
-    if best is None:
-        return b""
-    levels, cell, step = best
-    data = pack_grid(levels, cell, step)
-    share = (len(data) + 6) / max(payload_bytes, 1)
-    exact = colour_error(original, apply_grid(decoded, levels * (step * GRID_STEP_UNIT), cell)) + GRID_RATE_COST * 100 * share
-    return data if exact < lab_distance(target_lab, srgb_to_lab(regions)) else b""
+    return b"" if best is None else pack_grid(*best)
 
 
 def side_information(original: np.ndarray, decoded: np.ndarray, payload_bytes: int) -> tuple[bytes, bytes]:
-    """(CLRT, CGRD) chunk data for an image, each b"" when it does not pay; the grid is fitted on
-    the decoding after the transform, the order the decoder applies them in (`correct`)."""
-    transform, decoded = transform_information(original, decoded)
-    return transform, grid_information(original, decoded, payload_bytes)
+    """(CLRT, CGRD) chunk data for an image, each b"" when it does not pay, from the original
+    pixels and the region means of its decoding (`region_means`: of a whole decode, or estimated
+    from part of the pixel head, `kernels.fast.FastPath.region_means`); the grid is fitted after
+    the transform, the order the decoder applies them in (`correct`)."""
+    target = region_means(original)
+    if decoded.shape != target.shape:
+        raise ValueError(f"decoded region means of shape {decoded.shape} do not fit the image's {target.shape}")
+    transform, decoded = transform_information(target, decoded)
+    return transform, grid_information(target, decoded, original.shape[:2], payload_bytes)
 
 
 def check(transform: bytes, grid: bytes, height: int, width: int) -> None:

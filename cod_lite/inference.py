@@ -23,6 +23,7 @@ class InferencePath:
 
     quantize: Method
     reconstruct: Method
+    region_means: Method | None = None  # indices -> 16x16 region means of the decoding, estimated (`FastPath.region_means`)
     encode_dtype: torch.dtype | None = None  # None: the exact network; else the fast path in this dtype
     decode_dtype: torch.dtype | None = None
     uses_kernels: bool = False
@@ -43,16 +44,21 @@ def select(net: CodLiteNet, precision: str, device: torch.device, compile: bool)
             raise InputError("compile=True runs the fp32 network; use precision='fp32' or 'auto' with it")
         encode_dtype = decode_dtype = None  # the graphs are of the exact fp32 network
     methods: tuple[Method, Method] = (net.quantize, net.reconstruct)
+    region_means = None
     if encode_dtype is not None or decode_dtype is not None:
         fast = FastPath(net, encode_dtype, decode_dtype)
         methods = (fast.quantize, fast.reconstruct)
+        if decode_dtype is not None and net.refine is None:
+            region_means = fast.region_means
     kernels_used = uses_kernels(precision, device, compile)
     if kernels_used:  # "auto" keeps the torch path as a fallback; an explicit "triton" does not
         methods = kernels.codec_methods(net, methods if precision == "auto" else None)
     if compile:
         _prepare_for_compile(net, device)
         methods = (compiled(methods[0]), compiled(methods[1]))
-    return InferencePath(*methods, encode_dtype, decode_dtype, kernels_used, compile)
+    if kernels_used or compile:
+        region_means = None  # the colour fit sees what those paths decode
+    return InferencePath(*methods, region_means, encode_dtype, decode_dtype, kernels_used, compile)
 
 
 def uses_kernels(precision: str, device: torch.device, compile: bool) -> bool:

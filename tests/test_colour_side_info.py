@@ -18,7 +18,7 @@ from .test_api import photo
 def test_a_gain_and_offset_cast_is_found_and_undone():
     original = 40 + photo(64, 96).astype(np.float64) * 0.6  # mid-range: the cast below does not clip
     cast = np.clip(original * [0.9, 1.0, 1.1] + [12, -5, -20], 0, 255).astype(np.uint8)
-    matrix = colour.fit(original.astype(np.uint8), cast)
+    matrix = colour.fit(colour.region_means(original.astype(np.uint8)), colour.region_means(cast))
     assert np.count_nonzero(matrix[:, :3] - np.diag(np.diag(matrix[:, :3]))) == 0  # per channel, never mixed
     undone = colour.apply(cast, matrix)
     assert metrics.colour_error(original.astype(np.uint8), cast) > 5
@@ -36,7 +36,7 @@ def test_pack_round_trip_is_exact_for_quantized_matrices_and_checks_length():
 
 def test_nothing_is_sent_when_the_colours_are_right():
     image = photo(48, 64)
-    assert colour.side_information(image, image, 1000) == (b"", b"")
+    assert colour.side_information(image, colour.region_means(image), 1000) == (b"", b"")
 
 
 def _local_cast(image: np.ndarray) -> np.ndarray:
@@ -51,7 +51,7 @@ def _local_cast(image: np.ndarray) -> np.ndarray:
 def test_a_local_cast_is_undone_by_the_grid_and_not_by_one_transform():
     original = (30 + photo(192, 256).astype(np.float64) * 0.7).astype(np.uint8)
     cast = _local_cast(original)
-    transform, grid = colour.side_information(original, cast, payload_bytes=4000)
+    transform, grid = colour.side_information(original, colour.region_means(cast), payload_bytes=4000)
     assert grid  # the grid pays: it removes what one transform cannot
     corrected = colour.correct(cast, transform, grid)
     only_transform = colour.correct(cast, transform, b"")
@@ -59,7 +59,7 @@ def test_a_local_cast_is_undone_by_the_grid_and_not_by_one_transform():
     assert metrics.colour_error(original, corrected) < 0.5 * metrics.colour_error(original, only_transform)
     assert len(grid) + 6 <= colour.GRID_MAX_SHARE * 4000
     # a payload too small to carry any grid within GRID_MAX_SHARE gets none
-    assert colour.side_information(original, cast, payload_bytes=40)[1] == b""
+    assert colour.side_information(original, colour.region_means(cast), payload_bytes=40)[1] == b""
 
 
 def test_grid_chunk_round_trip_and_its_defects():

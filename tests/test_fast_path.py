@@ -134,6 +134,28 @@ def test_fused_head_in_fp32_equals_the_network_head(tiny_net):
     np.testing.assert_allclose(got.numpy(), expected.numpy(), atol=1e-5)
 
 
+def test_region_means_are_the_decoded_pixels_they_sample(tiny_net, image):
+    """The colour fit's cheap decode: the head at REGION_SAMPLE's pixels only, which are exactly the
+    full decode's there (no refiner), averaged per patch; networks with a refiner decode whole."""
+    net = copy.deepcopy(tiny_net)
+    net.refine, net.config = None, ModelConfig(**{**tiny_net.config.to_dict(), "refine_channels": 0})
+    codec = Codec(net, "00" * 32, precision="auto")
+    assert codec.inference.region_means is not None
+    assert Codec(tiny_net, "00" * 32).inference.region_means is None  # the refiner moves region colours
+    assert Codec(net, "00" * 32, precision="fp32").inference.region_means is None
+    indices = codec.quantize(image)
+    full = codec.reconstruct(indices, 64, 96)
+    with torch.inference_mode():
+        means = codec.inference.region_means(torch.from_numpy(indices)[None])[0].numpy()
+    sampled = full.reshape(4, 16, 6, 16, 3).transpose(0, 2, 1, 3, 4).reshape(4, 6, 256, 3)[:, :, fast.REGION_SAMPLE.numpy()]
+    np.testing.assert_allclose(means, sampled.mean(2), atol=1 / 64)  # +-1 level on a pixel (summation order)
+    assert len(set(fast.REGION_SAMPLE.tolist())) == 64
+    assert {(p // 16 // 2, p % 16 // 2) for p in fast.REGION_SAMPLE.tolist()} == {(r, c) for r in range(8) for c in range(8)}  # one per 2x2 cell
+    # what encode fits on: within a few levels of the whole decode's region means, and its stream decodes
+    assert np.abs(codec._decoded_regions(indices, 64, 96) - full.reshape(4, 16, 6, 16, 3).mean((1, 3))).mean() < 8
+    assert np.asarray(codec.decode(codec.encode(image))).shape == image.shape
+
+
 @pytest.mark.parametrize("grid", [(5, 7), (40, 70)])  # one global window; padded 32x32 windows
 def test_fast_blocks_in_fp32_equal_the_network_blocks(grid):
     from cod_lite.models.condition_codec import AttnBlock, ResnetBlock
