@@ -216,8 +216,13 @@ def decompress(
 def info(stream: str) -> None:
     """Show what a .cod stream holds: model, size, bits per pixel, coding method."""
     about = cod_lite.inspect(read_input(stream))
-    installed = "" if about.model_installed else ", not installed here"
-    click.echo(f"model:   {about.model} (weights {about.model_hash}{installed})")
+    if about.model_release is None:
+        shipped = "not a cod-lite release's model"
+    else:
+        shipped = f"cod-lite {about.model_release}" + ("" if about.model_current else ", since replaced")
+    installed = "installed" if about.model_installed else "not installed here" + (
+        f": codlite fetch-model {about.model_hash}" if about.model_release else "")
+    click.echo(f"model:   {about.model} (weights {about.model_hash}; {shipped}; {installed})")
     click.echo(f"size:    {about.width}x{about.height}")
     click.echo(f"bytes:   {about.bytes} ({about.payload_bytes} payload)")
     click.echo(f"bpp:     {about.bpp:.4f}")
@@ -244,6 +249,19 @@ def models(official: bool) -> None:
     if not found:
         click.echo("no models found")
     click.echo(f"(user model folder: {cod_lite.user_model_dir()}; set CODLITE_HOME to move it)")
+
+
+@cli.command("fetch-model")
+@click.argument("identity", metavar="WEIGHTS")
+@friendly_errors
+def fetch_model(identity: str) -> None:
+    """Install the weights of an earlier release's model, as a stream names them (`codlite info`).
+
+    Downloaded once from the release archive (CODLITE_ARCHIVE_URL), checked against the sha256 the
+    registry holds, and kept in the user model folder: streams made with them decode offline.
+    """
+    path = cod_lite.fetch_model(identity)
+    click.echo(f"{identity}: {path}")
 
 
 @cli.command("import-official")

@@ -21,6 +21,7 @@ from .prior_fit import fit_prior
 from .streaminfo import StreamInfo, inspect
 from .zoo import available_models, model_for_bpp, user_model_dir
 from .zoo.hub import listing as official_models
+from .zoo.registry import fetch as fetch_model
 
 register_pillow()
 
@@ -44,6 +45,7 @@ __all__ = [
     "encode",
     "evaluate",
     "exit_status",
+    "fetch_model",
     "fit_prior",
     "import_official",
     "inspect",
@@ -54,4 +56,4 @@ __all__ = [
     "set_threads",
     "user_model_dir",
 ]
-__version__ = "0.1.0"
+__version__ = "0.2.0"

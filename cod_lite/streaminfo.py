@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import bitstream, zoo
+from .zoo import registry
 from .entropy.coding import METHOD_NAMES
 from .errors import ModelNotFoundError
 
@@ -24,6 +25,8 @@ class StreamInfo:
     model_installed: bool
     metadata: dict[str, int]  # metadata kind ("exif", "icc", "xmp") -> its bytes in the stream
     colour_bytes: int  # bytes of the encoder's colour corrections (cod_lite.colour) it carries; 0: none
+    model_release: str | None = None  # the cod-lite release that shipped its weights (None: never shipped)
+    model_current: bool = False  # its weights are a release's current bundled file (not superseded)
 
     @property
     def bpp(self) -> float:
@@ -33,6 +36,7 @@ class StreamInfo:
 def inspect(data: bytes) -> StreamInfo:
     """Parse and check (CRC included) a v1 stream; a defect is a BitstreamError."""
     header = bitstream.parse(data)
+    entry = registry.lookup(header.model_hash)
     try:
         zoo.find_by_identity(header.model_name, header.model_hash)
         installed = True
@@ -49,4 +53,6 @@ def inspect(data: bytes) -> StreamInfo:
         model_installed=installed,
         metadata={kind: len(data) for kind, data in header.metadata.items()},
         colour_bytes=len(header.colour) + len(header.colour_grid),
+        model_release=entry.release if entry else None,
+        model_current=entry is not None and entry.replaced_by is None,
     )

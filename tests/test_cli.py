@@ -104,7 +104,7 @@ def test_stream_from_another_model(tmp_path, parity_weights, cod_file):
 
 
 def test_stream_whose_model_is_not_installed(tmp_path, cod_file):
-    assert_one_line_error(run("decompress", cod_file, tmp_path / "o.png"), "needs model 'parity'")
+    assert_one_line_error(run("decompress", cod_file, tmp_path / "o.png"), "made by model 'parity'", "which no cod-lite release has shipped")
 
 
 def test_non_image_and_unwritable_output(tmp_path, parity_weights):

@@ -76,13 +76,27 @@ def resolve(name_or_path: str | os.PathLike) -> Path:
 
 
 def find_by_identity(name: str, hash_prefix: bytes) -> Path:
-    """The weight file whose sha256 starts with the stream's hash; the name only helps the message."""
+    """The weight file whose sha256 starts with the stream's hash (installed, or fetched earlier
+    from the release archive); the name only helps the message, which says what to get."""
+    from . import registry
+
     for info in available_models():
         if bytes.fromhex(info.weights_sha256).startswith(hash_prefix):
             return info.path
+    entry = registry.lookup(hash_prefix)
+    if entry is not None:
+        path = registry.installed(entry)
+        if path is not None:
+            return path
+        replaced = f", replaced on a later date by {entry.replaced_by[:16]}" if entry.replaced_by else ""
+        raise ModelNotFoundError(
+            f"this stream was made by {entry.model} {entry.identity} (shipped in cod-lite {entry.release}, {entry.date}{replaced}), "
+            f"whose weights are not installed; {registry.fetch_hint(entry)}"
+        )
     raise ModelNotFoundError(
-        f"this stream needs model '{name}' (weights {hash_prefix.hex()}), which is not installed; "
-        f"import it (codlite import-official) or pass its weight file with --model"
+        f"this stream was made by model '{name}' (weights {hash_prefix.hex()}), which no cod-lite release has shipped: "
+        "a model of your own or an official one; install its weight file in the model folder, "
+        "import the authors' checkpoint (codlite import-official), or pass the file with --model"
     )
 
 
