@@ -6,11 +6,12 @@ the network runs in the calling thread, so I/O overlaps with compute.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import itertools
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,7 +26,7 @@ from .bitstream import bits_per_pixel
 from .codec import Codec, decode, load_model, torch_device
 from .errors import CodLiteError, InputError
 from .fileio import atomic_write, read_input
-from .image_io import SAVE_FORMATS, load_image, save_image
+from .image_io import IMAGE_SUFFIXES, SAVE_FORMATS, load_image, save_image
 from .tiling import DEFAULT_MAX_MEMORY
 
 STREAM_SUFFIX = ".cod"
@@ -37,7 +38,8 @@ class ConvertSummary:
     """What a `convert` run did; `failed` holds (source path, one-line reason)."""
 
     done: int = 0
-    skipped: int = 0
+    skipped: int = 0  # outputs that already existed (a rerun resumes)
+    ignored: int = 0  # files under SRC that are not inputs of this direction (a README, a .cod when compressing)
     failed: list[tuple[str, str]] = field(default_factory=list)
     bytes_in: int = 0
     bytes_out: int = 0
@@ -56,10 +58,12 @@ class ConvertSummary:
         return self.done / self.seconds if self.seconds else 0.0
 
     def report(self) -> str:
+        counts = f"{self.done} converted, {len(self.failed)} failed, {self.skipped} already done, {self.ignored} other files left alone"
+        if not self.done and not self.failed:
+            return f"nothing to do: {counts}"
         return (
-            f"{self.done} converted, {len(self.failed)} failed, {self.skipped} skipped; "
-            f"{self.bytes_in:,} bytes in, {self.bytes_out:,} bytes out; mean {self.mean_bpp:.4f} bpp; "
-            f"{self.files_per_second:.2f} files/s"
+            f"{counts}; {self.bytes_in:,} bytes in, {self.bytes_out:,} bytes out"
+            + (f"; mean {self.mean_bpp:.4f} bpp; {self.files_per_second:.2f} files/s" if self.done else "")
         )
 
 
@@ -82,18 +86,61 @@ def in_shard(relative: str, shard: tuple[int, int] | None) -> bool:
     return int.from_bytes(digest[:8], "little") % shard[1] == shard[0]
 
 
-def plan(src: Path, dst: Path, decompress: bool, image_format: str, shard: tuple[int, int] | None) -> list[tuple[Path, Path]]:
-    """(source, output) for every regular, non-hidden file under src in this shard, sorted."""
+def is_input(path: Path, decompress: bool) -> bool:
+    """Whether a file is something this direction converts: a stream (.cod, or a file that starts
+    with the stream magic) when decompressing; an image (a known image suffix, or an unknown one
+    whose first bytes Pillow recognises) when compressing, never a stream."""
+    suffix = path.suffix.lower()
+    if suffix == STREAM_SUFFIX:
+        return decompress
+    if decompress:
+        return _head(path).startswith(bitstream.MAGIC)
+    if suffix in IMAGE_SUFFIXES:
+        return True
+    head = _head(path)
+    return not head.startswith(bitstream.MAGIC) and bool(head) and any(
+        accept(head) for fmt, accept in _pillow_openers() if fmt != "COD"
+    )
+
+
+def _head(path: Path, size: int = 64) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read(size)
+    except OSError:
+        return b""
+
+
+def _pillow_openers() -> list[tuple[str, Callable[[bytes], Any]]]:
+    """Pillow's registered formats and their signature checks (formats without one are left out:
+    they would claim any bytes)."""
+    from PIL import Image
+
+    Image.init()
+    return [(fmt, accept) for fmt, (_, accept) in Image.OPEN.items() if accept is not None]
+
+
+def plan(
+    src: Path, dst: Path, decompress: bool, image_format: str, shard: tuple[int, int] | None,
+    include: Sequence[str] = (), exclude: Sequence[str] = (),
+) -> tuple[list[tuple[Path, Path]], int]:
+    """(source, output) for every input under src in this shard (sorted; non-hidden regular files
+    that `is_input` accepts, match an `include` glob if any is given and no `exclude` glob; globs
+    match the path relative to src or the file name), and how many other files were left alone."""
     if not src.is_dir():
         raise InputError(f"'{src}' is not a folder")
     if dst.resolve().is_relative_to(src.resolve()):
         raise InputError(f"the output folder '{dst}' must not be the input folder '{src}' or lie inside it")
-    pairs = []
+    pairs, ignored = [], 0
     for path in sorted(src.rglob("*")):
         rel = path.relative_to(src)
         if not path.is_file() or any(part.startswith(".") for part in rel.parts):
             continue
         if not in_shard(rel.as_posix(), shard):
+            continue
+        matches = lambda globs: any(fnmatch.fnmatch(rel.as_posix(), g) or fnmatch.fnmatch(rel.name, g) for g in globs)  # noqa: E731
+        if (include and not matches(include)) or matches(exclude) or not is_input(path, decompress):
+            ignored += 1
             continue
         if decompress:
             name = rel.name[: -len(STREAM_SUFFIX)] if rel.name.endswith(STREAM_SUFFIX) else rel.name
@@ -101,7 +148,7 @@ def plan(src: Path, dst: Path, decompress: bool, image_format: str, shard: tuple
         else:
             out = dst / rel.parent / f"{rel.stem}{STREAM_SUFFIX}"
         pairs.append((path, out))
-    return pairs
+    return pairs, ignored
 
 
 def convert(
@@ -123,6 +170,8 @@ def convert(
     precision: str = "auto",
     steps: int | None = None,
     seed: int | None = None,
+    include: Sequence[str] = (),
+    exclude: Sequence[str] = (),
 ) -> ConvertSummary:
     """Convert every file under `src` into the mirrored tree under `dst` (see module docstring).
 
@@ -132,6 +181,8 @@ def convert(
     None means CUDA when available. Up to `batch_size` files (default 8 on a GPU, 1 on a CPU,
     where batching gains nothing) go through the network together when they have one size.
     `steps` / `seed` (with `decompress` only) are as in `decode`: every stream gets the same.
+    Only inputs of the direction are converted (`is_input`: images, or streams with `decompress`;
+    `include` / `exclude` globs narrow them); other files are counted as left alone, never failed.
     Decompressed images keep the EXIF, ICC profile and XMP their streams carry.
     """
     src, dst = Path(src), Path(dst)
@@ -142,7 +193,7 @@ def convert(
         raise InputError(f"cannot write images as '{image_format}'; use one of {', '.join(s[1:] for s in SAVE_FORMATS)}")
     if not decompress and (steps is not None or seed is not None):
         raise InputError("steps and seed choose how streams are decoded; they need decompress (--decompress)")
-    pairs = plan(src, dst, decompress, image_format, shard)
+    pairs, ignored = plan(src, dst, decompress, image_format, shard, include, exclude)
     target = torch_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     batch_size = batch_size or (8 if target.type == "cuda" else 1)
     options = {"max_memory": max_memory, "compile": compile, "device": str(target), "precision": precision}
@@ -150,7 +201,7 @@ def convert(
     sampling = {"steps": steps, "seed": seed} if decompress else {}
     if codec is not None and steps is not None:
         codec.steps_for(steps)  # a one-step model refuses once, not once per file
-    summary = ConvertSummary(compressing=not decompress)
+    summary = ConvertSummary(compressing=not decompress, ignored=ignored)
     start = time.perf_counter()
     todo, claimed = [], {}
     for source, out in pairs:

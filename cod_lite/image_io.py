@@ -48,7 +48,8 @@ SAVE_FORMATS: dict[str, tuple[str, dict[str, Any]]] = {
 _PILLOW_LIMIT_LOCK = threading.Lock()
 
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"}
+# image files by name (what folders and evaluations look for; files without one are sniffed)
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif", ".avif", ".jxl", ".ppm", ".pgm", ".pnm", ".tga"}
 
 
 def find_images(folder: str | os.PathLike) -> list[Path]:
@@ -207,6 +208,8 @@ def _load_path(path: Path | io.BytesIO, label: str, limit: int) -> tuple[np.ndar
     except (OSError, SyntaxError, ValueError) as exc:  # Pillow's plugins report bad headers all three ways
         raise InputError(f"cannot read {label}: damaged or truncated header ({exc})") from None
     with image:
+        if image.format == "COD":  # Pillow would decode it through our plugin: a second round of loss
+            raise InputError(f"{label} is already a cod-lite stream; decompress it instead of compressing it again")
         _check_size(image.width, image.height, limit, label)
         return _decode(image, label, limit)
 

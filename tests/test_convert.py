@@ -31,14 +31,14 @@ def test_convert_mirrors_reports_and_resumes(photos, tmp_path, parity_weights):
     failures = []
     summary = cod_lite.convert(photos, out, model=parity_weights, progress=False, on_failure=lambda p, m: failures.append(p))
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.cod")) == ["a.cod", "trip/b.cod", "trip/day1/c.cod"]
-    assert summary.done == 3 and summary.skipped == 0
-    assert sorted(p.split("/")[-1] for p, _ in summary.failed) == ["broken.png", "notes.txt"] == sorted(f.split("/")[-1] for f in failures)
+    assert summary.done == 3 and summary.skipped == 0 and summary.ignored == 1  # notes.txt: not an image, not a failure
+    assert [p.split("/")[-1] for p, _ in summary.failed] == ["broken.png"] == [f.split("/")[-1] for f in failures]
     assert summary.bytes_out == sum(p.stat().st_size for p in out.rglob("*.cod"))
     assert summary.mean_bpp == pytest.approx(8 * summary.bytes_out / (64 * 96 + 50 * 77 + 33 * 17))
     assert not list(out.rglob("*.tmp")) and not list(out.rglob(".*"))
 
     again = cod_lite.convert(photos, out, model=parity_weights, progress=False)
-    assert again.done == 0 and again.skipped == 3 and len(again.failed) == 2
+    assert again.done == 0 and again.skipped == 3 and len(again.failed) == 1
 
     back = tmp_path / "back"
     restored = cod_lite.convert(out, back, decompress=True, progress=False, model=parity_weights)
@@ -72,8 +72,8 @@ def test_decompressed_images_keep_the_metadata_their_streams_carry(photos, tmp_p
 
 
 def test_shards_partition_the_files(photos):
-    everything = {p for p, _ in plan(photos, photos.parent / "o", False, "png", None)}
-    parts = [{p for p, _ in plan(photos, photos.parent / "o", False, "png", (i, 3))} for i in range(3)]
+    everything = {p for p, _ in plan(photos, photos.parent / "o", False, "png", None)[0]}
+    parts = [{p for p, _ in plan(photos, photos.parent / "o", False, "png", (i, 3))[0]} for i in range(3)]
     assert set().union(*parts) == everything and sum(map(len, parts)) == len(everything)
     assert in_shard("x/y.png", (0, 1))
     for bad in ("1/1", "3", "a/b", "-1/2"):
@@ -89,8 +89,8 @@ def test_output_inside_input_is_refused(photos, parity_weights):
 def test_cli_convert_exit_code_and_summary(photos, tmp_path, parity_weights):
     result = CliRunner().invoke(cli, ["convert", str(photos), str(tmp_path / "o"), "--model", str(parity_weights), "--shard", "0/1"])
     assert result.exit_code == 1
-    assert "3 converted, 2 failed, 0 skipped" in result.stdout
-    assert result.stderr.count("codlite: failed:") == 2 and "Traceback" not in result.output
+    assert "3 converted, 1 failed, 0 already done, 1 other files left alone" in result.stdout
+    assert result.stderr.count("codlite: failed:") == 1 and "Traceback" not in result.output
     clean = tmp_path / "clean"
     clean.mkdir()
     Image.new("RGB", (40, 30), "red").save(clean / "r.png")
@@ -132,7 +132,7 @@ def test_batched_convert_equals_unbatched_and_keeps_per_file_errors(photos, tmp_
     # fp32: batching changes summation order only; bf16 roundings flip near-tied indices more often
     cod_lite.convert(photos, one, model=parity_weights, progress=False, batch_size=1, precision="fp32")
     summary = cod_lite.convert(photos, many, model=parity_weights, progress=False, batch_size=4, precision="fp32")
-    assert summary.done == 5 and sorted(p.split("/")[-1] for p, _ in summary.failed) == ["broken.png", "notes.txt"]
+    assert summary.done == 5 and sorted(p.split("/")[-1] for p, _ in summary.failed) == ["broken.png"]
     codec = cod_lite.load_model(parity_weights)
     for stream in one.rglob("*.cod"):
         batched = many / stream.relative_to(one)
@@ -148,3 +148,43 @@ def test_unknown_or_missing_device_is_a_clear_error(photos, tmp_path, parity_wei
     if not torch.cuda.is_available():
         result = CliRunner().invoke(cli, ["convert", str(photos), str(tmp_path / "y"), "--model", str(parity_weights), "--device", "cuda"])
         assert result.exit_code != 0 and "CUDA is not available" in result.stderr and "Traceback" not in result.output
+
+
+def test_only_inputs_of_the_direction_are_candidates(tmp_path, parity_weights):
+    """A README, a .cod among the photos and a rerun with nothing left: never failures (as cwebp-
+    style batch tools treat them); an image without a suffix is found by its content."""
+    src = tmp_path / "src"
+    src.mkdir()
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)).save(src / "a.png")
+    Image.fromarray(rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)).save(src / "scan", format="PNG")  # no suffix
+    (src / "README.md").write_text("# my photos")
+    codec = cod_lite.load_model(parity_weights)
+    cod_lite.compress_file(src / "a.png", src / "old.cod", codec)
+    summary = cod_lite.convert(src, tmp_path / "out", model=codec, progress=False)
+    assert summary.done == 2 and not summary.failed and summary.ignored == 2  # README.md and old.cod left alone
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.cod", "scan.cod"]
+    rerun = cod_lite.convert(src, tmp_path / "out", model=codec, progress=False)
+    assert rerun.report().startswith("nothing to do: 0 converted, 0 failed, 2 already done, 2 other files left alone")
+    assert "bpp" not in rerun.report()
+    # decompressing: only streams (by suffix or by their magic bytes)
+    (tmp_path / "out" / "notes.txt").write_text("x")
+    (tmp_path / "out" / "renamed").write_bytes((tmp_path / "out" / "a.cod").read_bytes())
+    back = cod_lite.convert(tmp_path / "out", tmp_path / "back", decompress=True, model=codec, progress=False)
+    assert back.done == 3 and back.ignored == 1 and not back.failed
+    # globs narrow the candidates (relative path or name)
+    narrowed = cod_lite.convert(src, tmp_path / "glob", model=codec, progress=False, include=["*.png"], exclude=["scan*"])
+    assert narrowed.done == 1 and (tmp_path / "glob" / "a.cod").exists()
+    cli_run = CliRunner().invoke(cli, ["convert", str(src), str(tmp_path / "out"), "--model", str(parity_weights)])
+    assert cli_run.exit_code == 0 and "nothing to do" in cli_run.output
+
+
+def test_compressing_a_stream_is_refused(tmp_path, parity_weights):
+    codec = cod_lite.load_model(parity_weights)
+    image = np.random.default_rng(2).integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    stream = tmp_path / "x.cod"
+    stream.write_bytes(codec.encode(image))
+    with pytest.raises(cod_lite.InputError, match="already a cod-lite stream"):
+        codec.encode(stream)
+    result = CliRunner().invoke(cli, ["compress", str(stream), str(tmp_path / "y.cod"), "--model", str(parity_weights)])
+    assert result.exit_code == 1 and "already a cod-lite stream" in result.output and not (tmp_path / "y.cod").exists()
