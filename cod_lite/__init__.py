@@ -13,13 +13,13 @@ from .folders import ConvertSummary, convert
 from .codec import Codec, decode, encode, load_model, set_threads
 from .evaluate import Evaluation, evaluate
 from .files import compress_file, decompress_file
-from .errors import BitstreamError, CheckpointError, CodLiteError, InputError, ModelNotFoundError, OutputError, exit_status
+from .errors import BitstreamError, CheckpointError, CodLiteError, ImageFileError, InputError, ModelNotFoundError, OutputError, exit_status
 from .kernels.fast import PRECISIONS
 from .official import import_official
 from .pillow_plugin import register as register_pillow
 from .prior_fit import fit_prior
 from .streaminfo import StreamInfo, inspect
-from .zoo import available_models, model_for_bpp, user_model_dir
+from .zoo import available_models, model_for_bpp, model_for_quality, user_model_dir
 from .zoo.hub import listing as official_models
 from .zoo.registry import fetch as fetch_model
 
@@ -33,6 +33,7 @@ __all__ = [
     "ConvertSummary",
     "CodLiteError",
     "Evaluation",
+    "ImageFileError",
     "InputError",
     "StreamInfo",
     "ModelNotFoundError",
@@ -51,6 +52,7 @@ __all__ = [
     "inspect",
     "load_model",
     "model_for_bpp",
+    "model_for_quality",
     "official_models",
     "register_pillow",
     "set_threads",

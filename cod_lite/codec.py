@@ -17,6 +17,7 @@ from .container import read_stream, write_stream
 from .entropy.packing import unpack_indices
 from .entropy.prior import IndexPrior
 from .errors import BitstreamError, InputError
+from .fileio import StreamSource, stream_bytes
 from .image_io import ImageSource, load_image, metadata_kinds, read_metadata
 from .kernels.fast import phase_dtypes
 from .models.config import ModelConfig
@@ -87,7 +88,8 @@ class Codec:
     # -- the two halves of the network ---------------------------------------------------------
     def quantize(self, image: ImageSource) -> np.ndarray:
         """Image -> int64 index grid (H/ds, W/ds) of the image edge-padded to the model's size unit;
-        tiled (approximately) when the untiled pass would need more than `max_memory`."""
+        tiled (approximately) when the untiled pass would need more than `max_memory`. The
+        network's half of `encode` only: no entropy coding, colour side information or metadata."""
         pixels = self.padded(load_image(image))
         ph, pw = pixels.shape[:2]
         with torch.inference_mode():
@@ -131,7 +133,10 @@ class Codec:
         self, indices: np.ndarray, height: int, width: int, *, steps: int | None = None, seed: int | None = None
     ) -> np.ndarray:
         """Index grid -> uint8 HxWx3 image, cropped to height x width; `steps` > 1 samples the
-        model's rectified flow from the noise of `seed` (docs/format.md, "Multi-step decoding")."""
+        model's rectified flow from the noise of `seed` (docs/format.md, "Multi-step decoding").
+        The network's output alone: `decode` of a stream also applies the colour side information
+        the encoder sent, so the two differ where the stream carries it (by up to tens of levels
+        where the network drifts in colour)."""
         indices = np.asarray(indices)
         ds = self.model_config.ds
         ph, pw = self.model_config.padded_size(height, width)
@@ -301,19 +306,29 @@ def encode(
     image: ImageSource,
     model: str | os.PathLike | Codec = "default",
     *,
+    bpp: float | None = None,
     max_memory: int | str = tiling.DEFAULT_MAX_MEMORY,
     compile: bool = False,
     device: str | None = None,
     precision: str = "auto",
+    metadata: str | Sequence[str] = "none",
+    colour: bool = True,
 ) -> bytes:
-    """Compress an image. Models load once per process (cached), so calling this per image is
-    cheap; a `Codec` is used as it is (the options then do not apply)."""
+    """Compress an image (path, image-file bytes, PIL image or HxWx3 uint8 array) into a whole
+    stream: the model's indices, entropy-coded, plus colour side information (`colour`) and the
+    source's `metadata` ('none', 'all' or kinds of exif/icc/xmp). `bpp` picks the bundled model
+    nearest that rate instead of `model`. Models load once per process (cached), so calling this
+    per image is cheap; a `Codec` is used as it is (the loading options then do not apply)."""
+    if bpp is not None:
+        if model != "default":
+            raise InputError("give model= or bpp=, not both")
+        model = zoo.model_for_bpp(bpp)
     codec = model if isinstance(model, Codec) else load_model(model, device, max_memory=max_memory, compile=compile, precision=precision)
-    return codec.encode(image)
+    return codec.encode(image, metadata=metadata, colour=colour)
 
 
 def decode(
-    data: bytes,
+    data: StreamSource,
     model: str | os.PathLike | Codec | None = None,
     *,
     max_memory: int | str = tiling.DEFAULT_MAX_MEMORY,
@@ -323,9 +338,12 @@ def decode(
     seed: int | None = None,
     precision: str = "auto",
 ) -> PIL.Image.Image:
-    """Decompress a stream; with model=None the stream's own model identity picks the weights,
-    so a `.cod` file is all a user needs to keep. `steps` (default: the model's own, 1 for
-    one-step codecs) and `seed` (default 0) choose the multi-step decoding of rectified-flow models."""
+    """Decompress a stream (bytes, a path, or a binary file object) into an RGB image, colour
+    side information applied and metadata in `image.info`; with model=None the stream's own
+    model identity picks the weights, so a `.cod` file is all a user needs to keep. `steps`
+    (default: the model's own, 1 for one-step codecs) and `seed` (default 0) choose the
+    multi-step decoding of rectified-flow models."""
+    data = stream_bytes(data)
     if model is None:
         header = bitstream.parse(data)
         model = zoo.find_by_identity(header.model_name, header.model_hash)

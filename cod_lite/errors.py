@@ -11,8 +11,9 @@ class CodLiteError(Exception):
     """Base class of every error cod-lite raises on purpose."""
 
 
-class BitstreamError(CodLiteError):
-    """A .cod stream is truncated, corrupted, foreign or of an unsupported version."""
+class BitstreamError(CodLiteError, OSError):
+    """A .cod stream is truncated, corrupted, foreign or of an unsupported version (an OSError,
+    as Pillow's tools expect of a damaged image file)."""
 
 
 class ModelNotFoundError(CodLiteError):
@@ -25,6 +26,11 @@ class InputError(CodLiteError):
 
 class CheckpointError(CodLiteError):
     """A checkpoint or weights file is malformed, unsafe, or does not fit the model config."""
+
+
+class ImageFileError(CodLiteError, OSError):
+    """A cod-lite failure met inside Pillow (a missing model, a bad save option): an OSError, what
+    Pillow-based tools catch; the original error is its __cause__."""
 
 
 class OutputError(CodLiteError):

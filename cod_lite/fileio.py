@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 import errno
+import io
 import os
 import sys
 import stat
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Union
 
 import platformdirs
 
 from .errors import InputError, OutputError
 
 Writer = Callable[[BinaryIO], None]
+StreamSource = Union[bytes, bytearray, memoryview, str, os.PathLike, BinaryIO]  # what decode/inspect read a stream from
 
 # os.link errors meaning "this filesystem has no hard links" (FAT, some network shares).
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
@@ -28,6 +30,23 @@ def data_home() -> Path:
 
 
 STDIO = "-"  # the path that means standard input / standard output, as in cwebp and cjxl
+
+
+def stream_bytes(source: StreamSource) -> bytes:
+    """A stream's bytes from bytes, a path (str or Path; '-' is standard input) or a binary file
+    object (anything with read()), as `encode` takes its images: what `decode` and `inspect` accept."""
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source)
+    if isinstance(source, (str, os.PathLike)):
+        return read_input(source)
+    if callable(getattr(source, "read", None)):
+        if isinstance(source, io.TextIOBase):
+            raise InputError("the file object must be opened in binary mode ('rb')")
+        data = source.read()
+        if not isinstance(data, (bytes, bytearray)):
+            raise InputError("the file object must be opened in binary mode ('rb')")
+        return bytes(data)
+    raise InputError(f"expected stream bytes, a path or a binary file object, got {type(source).__name__}")
 
 
 def read_input(path: str | os.PathLike) -> bytes:

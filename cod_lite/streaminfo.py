@@ -9,6 +9,7 @@ from . import bitstream, zoo
 from .zoo import registry
 from .entropy.coding import METHOD_NAMES
 from .errors import ModelNotFoundError
+from .fileio import StreamSource, stream_bytes
 
 
 @dataclass(frozen=True)
@@ -33,8 +34,10 @@ class StreamInfo:
         return bitstream.bits_per_pixel(self.bytes, self.width, self.height)
 
 
-def inspect(data: bytes) -> StreamInfo:
-    """Parse and check (CRC included) a v1 stream; a defect is a BitstreamError."""
+def inspect(data: StreamSource) -> StreamInfo:
+    """Parse and check (CRC included) a stream (bytes, a path or a binary file object), without
+    decoding it; a defect is a BitstreamError."""
+    data = stream_bytes(data)
     header = bitstream.parse(data)
     entry = registry.lookup(header.model_hash)
     try:

@@ -203,3 +203,27 @@ def test_int8_storage_is_per_channel_and_checked(parity_weights, tmp_path):
     save_file(tensors, str(tmp_path / "bad.safetensors"), metadata=metadata)
     with pytest.raises(cod_lite.CheckpointError, match="does not match its scales"):
         load_weights(tmp_path / "bad.safetensors")
+
+
+def test_decode_and_inspect_take_what_encode_takes(tmp_path):
+    """bytes, a path as str or Path, a binary file object; encode picks a model by bpp."""
+    from pathlib import Path
+
+    data = cod_lite.encode(photo(32, 48), bpp=0.03, precision="fp32")
+    assert cod_lite.inspect(data).model == "cod-lite-s-0.03"
+    stream = tmp_path / "x.cod"
+    stream.write_bytes(data)
+    expected = np.asarray(cod_lite.decode(data))
+    for source in (str(stream), Path(stream), bytearray(data), memoryview(data)):
+        np.testing.assert_array_equal(np.asarray(cod_lite.decode(source)), expected)
+        assert cod_lite.inspect(source).bytes == len(data)
+    with open(stream, "rb") as f:
+        np.testing.assert_array_equal(np.asarray(cod_lite.decode(f)), expected)
+    with open(stream) as f, pytest.raises(cod_lite.InputError, match="binary mode"):
+        cod_lite.decode(f)
+    with pytest.raises(cod_lite.InputError, match="no such file"):
+        cod_lite.decode(tmp_path / "missing.cod")
+    with pytest.raises(cod_lite.InputError, match="expected stream bytes"):
+        cod_lite.decode(12)
+    with pytest.raises(cod_lite.InputError, match="model= or bpp="):
+        cod_lite.encode(photo(32, 48), "cod-lite-s-0.5", bpp=0.03)

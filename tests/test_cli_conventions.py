@@ -68,9 +68,19 @@ def test_several_inputs_need_a_folder_and_distinct_names(tmp_path, parity_weight
     assert_one_line_error(invoke("compress", tmp_path / "same.png", tmp_path / "a" / "same.png", tmp_path / "o"), "both write")
 
 
-@pytest.mark.parametrize("target, expected", [(0.1, "cod-lite-s-0.125"), (0.06, "cod-lite-s-0.03"), (2.0, "cod-lite-s-0.5"), (0.001, "cod-lite-s-0.008")])
+@pytest.mark.parametrize("target, expected", [(0.1, "cod-lite-s-0.125"), (0.06, "cod-lite-s-0.03"), (0.9, "cod-lite-s-0.5"), (0.005, "cod-lite-s-0.008")])
 def test_bpp_picks_the_nearest_bundled_rate_on_a_log_scale(target, expected):
     assert cod_lite.model_for_bpp(target) == expected
+
+
+@pytest.mark.parametrize("target", [5, 0.001, 1.5])
+def test_a_rate_no_bundled_model_comes_near_is_refused_with_the_range(target, tmp_path):
+    with pytest.raises(cod_lite.InputError, match=r"give a rate in 0.0039.*-1 \(the bundled models make 0.0078.*-0.5"):
+        cod_lite.model_for_bpp(target)
+    Image.fromarray(photo(32, 32)).save(tmp_path / "p.png")
+    assert_one_line_error(invoke("compress", tmp_path / "p.png", tmp_path / "p.cod", "--bpp", target), "no bundled model codes near")
+    with pytest.raises(cod_lite.InputError, match="no bundled model"):
+        cod_lite.encode(tmp_path / "p.png", bpp=target)
 
 
 def test_bpp_flag_and_its_refusals(tmp_path):

@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 import cod_lite
 from cod_lite import bitstream
@@ -85,3 +85,35 @@ def test_inspect_reads_the_header_without_the_model(small_stream):
     assert cod_lite.inspect(foreign).model_installed is False
     with pytest.raises(BitstreamError):
         cod_lite.inspect(b"CODL\x01")
+
+
+def test_pillow_gets_oserrors_and_refuses_unknown_options(small_stream, tmp_path, isolated_home):
+    """Pillow tools catch OSError: a damaged stream, a missing model, a bad save option all are;
+    data that is no stream is Pillow's own UnidentifiedImageError."""
+    broken = bytearray(small_stream)
+    broken[-8] ^= 0xFF
+    with pytest.raises(OSError, match="CRC32"):
+        Image.open(io.BytesIO(bytes(broken)))
+    with pytest.raises(UnidentifiedImageError):
+        Image.open(io.BytesIO(b"definitely not an image"))
+    foreign = bitstream.serialize(bitstream.StreamHeader("someone-elses", b"\1" * 8, 32, 32, 0, 0, b"x" * 64))
+    with pytest.raises(OSError, match="no cod-lite release has shipped") as caught:
+        Image.open(io.BytesIO(foreign)).load()
+    assert isinstance(caught.value, cod_lite.ImageFileError) and isinstance(caught.value.__cause__, cod_lite.ModelNotFoundError)
+    assert "--model" not in str(caught.value) or "model=" in str(caught.value)  # Python words for Python callers
+    image = Image.fromarray(np.zeros((32, 32, 3), np.uint8))
+    with pytest.raises(OSError, match="unknown .cod save option 'qualty'"):
+        image.save(tmp_path / "x.cod", qualty=50)
+    with pytest.raises(OSError, match="give one of model=, bpp= and quality="):
+        image.save(tmp_path / "x.cod", bpp=0.03, quality=10)
+    with pytest.raises(OSError, match="quality must be 0-100"):
+        image.save(tmp_path / "x.cod", quality=150)
+    assert not (tmp_path / "x.cod").exists()
+
+
+@pytest.mark.parametrize("option, expected", [({"bpp": 0.03}, "cod-lite-s-0.03"), ({"quality": 0}, "cod-lite-s-0.008"),
+                                              ({"quality": 100}, "cod-lite-s-0.5"), ({"quality": 75}, "cod-lite-s-0.125")])
+def test_save_maps_bpp_and_quality_to_the_bundled_models(option, expected):
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((32, 32, 3), 128, np.uint8)).save(buffer, format="COD", **option)
+    assert cod_lite.inspect(buffer.getvalue()).model == expected

@@ -96,17 +96,39 @@ def find_by_identity(name: str, hash_prefix: bytes) -> Path:
     raise ModelNotFoundError(
         f"this stream was made by model '{name}' (weights {hash_prefix.hex()}), which no cod-lite release has shipped: "
         "a model of your own or an official one; install its weight file in the model folder, "
-        "import the authors' checkpoint (codlite import-official), or pass the file with --model"
+        "import the authors' checkpoint (codlite import-official), or pass the file as the model (--model, model=)"
     )
+
+
+def bundled_range() -> tuple[float, float]:
+    """The lowest and highest nominal rate of the bundled models (bits per pixel)."""
+    rates = [i.config.nominal_bpp for i in available_models() if i.origin == "bundled"]
+    if not rates:
+        raise ModelNotFoundError("no bundled models found (is the package installed completely?)")
+    return min(rates), max(rates)
 
 
 def model_for_bpp(target: float) -> str:
     """The bundled model whose nominal rate is closest to `target` bits per pixel, on a log scale
     (0.06 is nearer 0.03 than 0.125): what `--bpp` picks. Actual rates run 5-30 % below nominal
-    (entropy coding), docs/models.md."""
+    (entropy coding), docs/models.md. A target beyond half the lowest or twice the highest
+    bundled rate is refused: no bundled model comes near it."""
     if not (target > 0 and math.isfinite(target)):
         raise InputError(f"target bits per pixel must be a positive number, got {target}")
+    low, high = bundled_range()
+    if not low / 2 <= target <= high * 2:
+        raise InputError(
+            f"no bundled model codes near {target:g} bits per pixel: give a rate in {low / 2:g}-{high * 2:g} "
+            f"(the bundled models make {low:g}-{high:g}; the authors' official:0.0039 goes lower)"
+        )
     bundled = [i for i in available_models() if i.origin == "bundled"]
-    if not bundled:
-        raise ModelNotFoundError("no bundled models found (is the package installed completely?)")
     return min(bundled, key=lambda i: (abs(math.log(i.config.nominal_bpp / target)), i.name)).name
+
+
+def model_for_quality(quality: float) -> str:
+    """The bundled model for a quality of 0-100 (as cwebp's -q, Pillow's quality=): 0 the lowest
+    bundled rate, 100 the highest, evenly on a log scale between."""
+    if not 0 <= quality <= 100:
+        raise InputError(f"quality must be 0-100, got {quality}")
+    low, high = bundled_range()
+    return model_for_bpp(low * (high / low) ** (quality / 100))
