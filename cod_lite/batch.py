@@ -38,9 +38,13 @@ def size_groups(sizes: Sequence[tuple[int, int]], cost: Cost, config: ModelConfi
     return out
 
 
-def encode_many(codec: Codec, images: Sequence[ImageSource], methods: tuple[int, ...] | None = None, colour: bool = True) -> list[bytes]:
-    """Streams for several images. Each equals what `codec.encode` makes of its image, up to
-    summation order (batched kernels may flip a near-tied index)."""
+def encode_many(
+    codec: Codec, images: Sequence[ImageSource], methods: tuple[int, ...] | None = None, colour: bool = True,
+    metadata: Sequence[dict[str, bytes] | None] | None = None,
+) -> list[bytes]:
+    """Streams for several images (with `metadata[i]`, kind -> bytes, carried in stream i). Each
+    equals what `codec.encode` makes of its image, up to summation order (batched kernels may
+    flip a near-tied index)."""
     pixels = [load_image(image) for image in images]
     indices: list[np.ndarray | None] = [None] * len(pixels)
     sizes = [codec.model_config.padded_size(*p.shape[:2]) for p in pixels]
@@ -51,7 +55,8 @@ def encode_many(codec: Codec, images: Sequence[ImageSource], methods: tuple[int,
         for i, grid in zip(group, grids):
             indices[i] = grid
     grids = [grid if grid is not None else codec.quantize(p) for p, grid in zip(pixels, indices)]
-    return [codec._stream(grid, p, methods, None, colour) for p, grid in zip(pixels, grids)]
+    carried = metadata if metadata is not None else [None] * len(pixels)
+    return [codec._stream(grid, p, methods, m, colour) for p, grid, m in zip(pixels, grids, carried)]
 
 
 def decode_many(codec: Codec, streams: Sequence[bytes], steps: int | None = None, seed: int | None = None) -> list[np.ndarray]:

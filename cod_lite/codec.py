@@ -174,9 +174,12 @@ class Codec:
         carried = read_metadata(image, metadata_kinds(metadata))
         return self._stream(self.quantize(pixels), pixels, methods, carried, colour)
 
-    def encode_many(self, images: Sequence[ImageSource], methods: tuple[int, ...] | None = None, colour: bool = True) -> list[bytes]:
+    def encode_many(
+        self, images: Sequence[ImageSource], methods: tuple[int, ...] | None = None, colour: bool = True,
+        metadata: Sequence[dict[str, bytes] | None] | None = None,
+    ) -> list[bytes]:
         """Streams for several images, images of one size sharing network calls (`cod_lite.batch`)."""
-        return batch.encode_many(self, images, methods, colour)
+        return batch.encode_many(self, images, methods, colour, metadata)
 
     def _stream(
         self, indices: np.ndarray, pixels: np.ndarray, methods: tuple[int, ...] | None,

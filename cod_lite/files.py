@@ -55,13 +55,15 @@ def decompress_file(
     max_memory: int | str = DEFAULT_MAX_MEMORY,
     precision: str = "auto",
     overwrite: bool = False,
+    quality: int | None = None,
 ) -> tuple[int, int]:
     """Decode the stream file `source` into the image file `target` (format from its suffix; for
-    stdout `image_format`, default png), with what of the stream's EXIF/ICC/XMP `metadata` names.
-    `reference_format`: `source` is an authors' .cod, which needs `model`. Returns (width, height)."""
+    stdout `image_format`, default png; lossy formats at `quality`, default 90), with what of the
+    stream's EXIF/ICC/XMP `metadata` names. `reference_format`: `source` is an authors' .cod,
+    which needs `model`. Returns (width, height)."""
     kinds = metadata_kinds(metadata)
     suffix = "." + (image_format or "png").lower().lstrip(".")
-    save_format(f"image{suffix}" if str(target) == STDIO else target)  # an unknown format fails first
+    save_format(f"image{suffix}" if str(target) == STDIO else target, quality)  # an unknown format fails first
     if str(target) != STDIO:
         check_target(target, overwrite=overwrite)
     data = read_input(source)
@@ -74,7 +76,7 @@ def decompress_file(
         image = decode(data, model=model, max_memory=max_memory, steps=steps, seed=seed, precision=precision)
     kept = {kind: value for kind, value in stream_metadata(image).items() if kind in kinds}
     if str(target) == STDIO:
-        write_output(STDIO, encode_image(np.asarray(image), suffix, kept))
+        write_output(STDIO, encode_image(np.asarray(image), suffix, kept, quality))
     else:
-        save_image(np.asarray(image), target, overwrite=overwrite, metadata=kept)
+        save_image(np.asarray(image), target, overwrite=overwrite, metadata=kept, quality=quality)
     return image.width, image.height

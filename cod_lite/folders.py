@@ -26,7 +26,8 @@ from .bitstream import bits_per_pixel
 from .codec import Codec, decode, load_model, torch_device
 from .errors import CodLiteError, InputError
 from .fileio import atomic_write, read_input
-from .image_io import IMAGE_SUFFIXES, SAVE_FORMATS, load_image, save_image
+from .image_io import IMAGE_SUFFIXES, SAVE_FORMATS, load_image, metadata_kinds, read_metadata, save_format, save_image
+from .zoo import model_for_bpp, model_for_quality
 from .tiling import DEFAULT_MAX_MEMORY
 
 STREAM_SUFFIX = ".cod"
@@ -172,6 +173,10 @@ def convert(
     seed: int | None = None,
     include: Sequence[str] = (),
     exclude: Sequence[str] = (),
+    bpp: float | None = None,
+    quality: int | None = None,
+    metadata: str | Sequence[str] | None = None,
+    colour: bool = True,
 ) -> ConvertSummary:
     """Convert every file under `src` into the mirrored tree under `dst` (see module docstring).
 
@@ -181,6 +186,10 @@ def convert(
     None means CUDA when available. Up to `batch_size` files (default 8 on a GPU, 1 on a CPU,
     where batching gains nothing) go through the network together when they have one size.
     `steps` / `seed` (with `decompress` only) are as in `decode`: every stream gets the same.
+    `bpp` or `quality` (0-100) pick the bundled model when compressing, as `codlite compress`;
+    decompressing, `quality` is that of lossy output formats (default 90). `metadata`: what of the
+    EXIF/ICC/XMP goes along (default: none into streams, all of a stream's into images);
+    `colour`: colour side information in the streams.
     Only inputs of the direction are converted (`is_input`: images, or streams with `decompress`;
     `include` / `exclude` globs narrow them); other files are counted as left alone, never failed.
     Decompressed images keep the EXIF, ICC profile and XMP their streams carry.
@@ -189,8 +198,18 @@ def convert(
     if isinstance(shard, str):
         shard = parse_shard(shard)
     image_format = image_format.lower().lstrip(".")
-    if decompress and f".{image_format}" not in SAVE_FORMATS:  # fail here, not once per file
-        raise InputError(f"cannot write images as '{image_format}'; use one of {', '.join(s[1:] for s in SAVE_FORMATS)}")
+    if decompress:  # an unknown or unwritable format, or a quality it does not take, fails here, not once per file
+        if f".{image_format}" not in SAVE_FORMATS:
+            raise InputError(f"cannot write images as '{image_format}'; use one of {', '.join(s[1:] for s in SAVE_FORMATS)}")
+        save_format(f"image.{image_format}", quality)
+    elif quality is not None:
+        if model is not None or bpp is not None:
+            raise InputError("give one of model, bpp and quality, not several")
+        model = model_for_quality(quality)
+    if bpp is not None:
+        if decompress or model is not None:
+            raise InputError("bpp picks the model streams are made with: give it when compressing, instead of model")
+        model = model_for_bpp(bpp)
     if not decompress and (steps is not None or seed is not None):
         raise InputError("steps and seed choose how streams are decoded; they need decompress (--decompress)")
     pairs, ignored = plan(src, dst, decompress, image_format, shard, include, exclude)
@@ -198,7 +217,8 @@ def convert(
     batch_size = batch_size or (8 if target.type == "cuda" else 1)
     options = {"max_memory": max_memory, "compile": compile, "device": str(target), "precision": precision}
     codec = model if isinstance(model, Codec) else (None if decompress and model is None else load_model(model or "default", **options))
-    sampling = {"steps": steps, "seed": seed} if decompress else {}
+    kinds = metadata_kinds(metadata if metadata is not None else ("all" if decompress else "none"))
+    sampling = {"steps": steps, "seed": seed} if decompress else {"colour": colour}
     if codec is not None and steps is not None:
         codec.steps_for(steps)  # a one-step model refuses once, not once per file
     summary = ConvertSummary(compressing=not decompress, ignored=ignored)
@@ -216,7 +236,7 @@ def convert(
     bar = tqdm(total=len(todo), unit="file", disable=not progress, dynamic_ncols=True)
     with bar, ThreadPoolExecutor(max(1, workers)) as pool:
         writes: list[tuple[Path, Future]] = []
-        pending = _prefetch(pool, todo, decompress, max(workers, batch_size))
+        pending = _prefetch(pool, todo, decompress, kinds, max(workers, batch_size))
         while chunk := list(itertools.islice(pending, batch_size)):
             loaded = []
             for source, out, future in chunk:
@@ -228,11 +248,11 @@ def convert(
                 try:
                     if isinstance(result, Exception):
                         raise result
-                    pixels = result if decompress else data_in
+                    pixels = result if decompress else data_in[0]
                     out.parent.mkdir(parents=True, exist_ok=True)
                     if decompress:
-                        carried = bitstream.parse(data_in).metadata  # as `codlite decompress` keeps it by default
-                        writes.append((source, pool.submit(save_image, pixels, out, overwrite=force, metadata=carried)))
+                        carried = {k: v for k, v in bitstream.parse(data_in).metadata.items() if k in kinds}
+                        writes.append((source, pool.submit(save_image, pixels, out, overwrite=force, metadata=carried, quality=quality)))
                         summary.bytes_in += len(data_in)
                     else:
                         writes.append((source, pool.submit(atomic_write, out, result, overwrite=force)))
@@ -253,7 +273,8 @@ def _convert_chunk(
 ) -> list[tuple[Path, Path, Any, Any]]:
     """(source, output, input, stream or image or the exception) per loaded file. Files go through
     the network together (`encode_many`/`decode_many`); if that fails, one by one, so an error
-    is charged to the file that caused it. `sampling`: the steps/seed of decoding."""
+    is charged to the file that caused it. `sampling`: the steps/seed of decoding, or the colour
+    choice of encoding. Inputs are streams, or (pixels, metadata) when encoding."""
     inputs = [data for _, _, data in loaded]
     results = _run(codec, inputs, decompress, options, sampling)
     return [(source, out, data, result) for (source, out, data), result in zip(loaded, results)]
@@ -262,14 +283,16 @@ def _convert_chunk(
 def _run(codec: Codec | None, inputs: list[Any], decompress: bool, options: dict[str, Any], sampling: dict[str, Any]) -> list[Any]:
     if codec is not None:  # without one, each stream names its own model: file by file
         try:
-            return codec.decode_many(inputs, **sampling) if decompress else codec.encode_many(inputs)
+            if decompress:
+                return codec.decode_many(inputs, **sampling)
+            return codec.encode_many([p for p, _ in inputs], metadata=[m for _, m in inputs], **sampling)
         except Exception:  # noqa: BLE001 - retried file by file below
             pass
     results: list[Any] = []
     for data in inputs:
         try:
             if not decompress:
-                results.append(codec.encode(data))
+                results.append(codec.encode_many([data[0]], metadata=[data[1]], **sampling)[0])
             else:
                 results.append(np.asarray(codec.decode(data, **sampling) if codec else decode(data, **options, **sampling)))
         except Exception as e:  # noqa: BLE001
@@ -277,9 +300,12 @@ def _run(codec: Codec | None, inputs: list[Any], decompress: bool, options: dict
     return results
 
 
-def _prefetch(pool: ThreadPoolExecutor, todo: list[tuple[Path, Path]], decompress: bool, depth: int) -> Iterator[tuple[Path, Path, Future]]:
-    """Yield (source, output, future of its input) with up to `depth` inputs loading ahead."""
-    reader = read_input if decompress else load_image
+def _prefetch(
+    pool: ThreadPoolExecutor, todo: list[tuple[Path, Path]], decompress: bool, kinds: tuple[str, ...], depth: int,
+) -> Iterator[tuple[Path, Path, Future]]:
+    """Yield (source, output, future of its input) with up to `depth` inputs loading ahead: a
+    stream's bytes, or an image's (pixels, metadata of `kinds`)."""
+    reader = read_input if decompress else lambda path: (load_image(path), read_metadata(path, kinds) if kinds else {})
     futures: list[tuple[Path, Path, Future]] = []
     for source, out in todo:
         futures.append((source, out, pool.submit(reader, source)))

@@ -13,7 +13,7 @@ import os
 import threading
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, Union
 
@@ -31,18 +31,23 @@ ImageSource = Union[str, os.PathLike, Image.Image, np.ndarray, bytes]
 # Pillow opens 16-bit PGM (and, before 10.3, 16-bit grey PNG) as 32-bit "I": there it means 16-bit data.
 _SIXTEEN_BIT_I_FORMATS = frozenset({"PNG", "PPM"})
 
-# suffix -> (Pillow format, save options); lossless wherever the format allows it. PNG at zlib
-# level 1: a decoded Kodak image (768x512) wrote in 116 ms against 154 ms at Pillow's default 6,
-# for a file 6.5 % larger (842 -> 896 kB); the PNG was the slowest part of a decode after the network.
+# suffix -> (Pillow format, save options). Lossy formats at quality 90 by default, as cwebp and
+# avifenc users expect of a delivery format (a decoded 4 KB stream became a 560 KB lossless WebP);
+# `quality=` / --quality overrides it. PNG at zlib level 1: a decoded Kodak image (768x512) wrote
+# in 116 ms against 154 ms at Pillow's default 6, for a file 6.5 % larger (842 -> 896 kB).
 SAVE_FORMATS: dict[str, tuple[str, dict[str, Any]]] = {
     ".png": ("PNG", {"compress_level": 1}),
-    ".jpg": ("JPEG", {"quality": 95}),
-    ".jpeg": ("JPEG", {"quality": 95}),
-    ".webp": ("WEBP", {"lossless": True}),
+    ".jpg": ("JPEG", {"quality": 90}),
+    ".jpeg": ("JPEG", {"quality": 90}),
+    ".webp": ("WEBP", {"quality": 90}),
+    ".avif": ("AVIF", {"quality": 90}),
+    ".jxl": ("JXL", {"quality": 90}),
     ".tif": ("TIFF", {}),
     ".tiff": ("TIFF", {}),
     ".bmp": ("BMP", {}),
 }
+LOSSY_FORMATS = ("JPEG", "WEBP", "AVIF", "JXL")  # the ones `quality` applies to
+DEFAULT_QUALITY = 90
 
 # Pillow's bomb limit is a process-wide global; we swap in ours while decoding, one call at a time.
 _PILLOW_LIMIT_LOCK = threading.Lock()
@@ -99,26 +104,44 @@ def load_image(source: ImageSource, max_pixels: int | None = None) -> np.ndarray
     return pixels
 
 
-def save_format(path: str | os.PathLike) -> tuple[str, dict]:
-    """Pillow format and options for a path's suffix; InputError for a suffix we do not write."""
+def save_format(path: str | os.PathLike, quality: int | None = None) -> tuple[str, dict]:
+    """Pillow format and options for a path's suffix (with `quality` 0-100 for a lossy format);
+    InputError for a suffix we do not write, a format this Pillow cannot write, or a quality
+    for a lossless format."""
     suffix = Path(path).suffix.lower()
     if suffix not in SAVE_FORMATS:
         raise InputError(f"cannot save '{path}': unknown suffix {suffix!r}; use one of {', '.join(SAVE_FORMATS)}")
-    return SAVE_FORMATS[suffix]
+    fmt, options = SAVE_FORMATS[suffix]
+    if fmt == "JXL":
+        with suppress(ImportError):
+            import pillow_jxl  # noqa: F401 - registers JPEG XL with Pillow
+    Image.init()
+    if fmt not in Image.SAVE:
+        hint = 'pip install "cod-lite[eval]" (pillow-jxl-plugin)' if fmt == "JXL" else "a Pillow built with it"
+        raise InputError(f"cannot save '{path}': this Pillow cannot write {fmt} ({hint})")
+    if quality is not None:
+        if fmt not in LOSSY_FORMATS:
+            raise InputError(f"quality applies to lossy outputs ({', '.join(f.lower() for f in LOSSY_FORMATS)}), not {suffix[1:]}")
+        if not 0 <= quality <= 100:
+            raise InputError(f"quality must be 0-100, got {quality}")
+        options = {**options, "quality": int(quality)}
+    return fmt, options
 
 
 def save_image(
-    image: np.ndarray, path: str | os.PathLike, *, overwrite: bool = False, metadata: Mapping[str, bytes] | None = None
+    image: np.ndarray, path: str | os.PathLike, *, overwrite: bool = False, metadata: Mapping[str, bytes] | None = None,
+    quality: int | None = None,
 ) -> Path:
-    """Write an HxWx3 uint8 array atomically, in the format named by the path's suffix, with
-    `metadata` (EXIF/ICC/XMP, e.g. a decoded stream's) where that format carries it."""
+    """Write an HxWx3 uint8 array atomically, in the format named by the path's suffix (lossy ones
+    at `quality`, default DEFAULT_QUALITY), with `metadata` (EXIF/ICC/XMP, e.g. a decoded
+    stream's) where that format carries it."""
     target = Path(path)
-    save_format(target)  # an unknown suffix fails before anything else
+    save_format(target, quality)  # an unknown suffix fails before anything else
     if not (isinstance(image, np.ndarray) and image.dtype == np.uint8 and image.ndim == 3 and image.shape[2] == 3):
         raise InputError(f"cannot save '{target}': expected an HxWx3 uint8 array, got {_describe(image)}")
     if image.shape[0] == 0 or image.shape[1] == 0:
         raise InputError(f"cannot save '{target}': the image is empty ({image.shape[1]}x{image.shape[0]})")
-    return atomic_write(target, encode_image(image, target.suffix.lower(), metadata), overwrite=overwrite)
+    return atomic_write(target, encode_image(image, target.suffix.lower(), metadata, quality), overwrite=overwrite)
 
 
 METADATA_KINDS = ("exif", "icc", "xmp")
@@ -167,15 +190,15 @@ def _metadata_of(image: Image.Image, kinds: Sequence[str]) -> dict[str, bytes]:
 
 
 def metadata_save_options(fmt: str, metadata: Mapping[str, bytes]) -> dict[str, Any]:
-    """Pillow save options that write `metadata` into a PNG/JPEG/WebP/TIFF file (others carry none)."""
+    """Pillow save options that write `metadata` into a PNG/JPEG/WebP/AVIF/TIFF file (others carry none)."""
     options: dict[str, Any] = {}
-    if fmt not in ("PNG", "JPEG", "WEBP", "TIFF"):
+    if fmt not in ("PNG", "JPEG", "WEBP", "AVIF", "TIFF"):
         return options
     if "exif" in metadata:
         options["exif"] = metadata["exif"]
     if "icc" in metadata:
         options["icc_profile"] = metadata["icc"]
-    if "xmp" in metadata and fmt in ("JPEG", "WEBP"):
+    if "xmp" in metadata and fmt in ("JPEG", "WEBP", "AVIF"):
         options["xmp"] = metadata["xmp"]
     elif "xmp" in metadata and fmt == "PNG":
         info = PngImagePlugin.PngInfo()
@@ -184,10 +207,10 @@ def metadata_save_options(fmt: str, metadata: Mapping[str, bytes]) -> dict[str, 
     return options
 
 
-def encode_image(image: np.ndarray, suffix: str, metadata: Mapping[str, bytes] | None = None) -> bytes:
+def encode_image(image: np.ndarray, suffix: str, metadata: Mapping[str, bytes] | None = None, quality: int | None = None) -> bytes:
     """An HxWx3 uint8 array as the bytes of an image file in the format of `suffix` ('.png', ...),
     carrying `metadata` (kind -> bytes) where the format can."""
-    fmt, options = save_format(f"image{suffix}")
+    fmt, options = save_format(f"image{suffix}", quality)
     buffer = io.BytesIO()
     Image.fromarray(np.ascontiguousarray(image)).save(buffer, format=fmt, **options, **metadata_save_options(fmt, metadata or {}))
     return buffer.getvalue()

@@ -296,7 +296,7 @@ def test_pillow_global_limit_is_not_ours(tmp_path, monkeypatch):
 # -- save_image -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["out.png", "out.webp", "out.bmp", "out.tif", "out.TIFF"])
+@pytest.mark.parametrize("name", ["out.png", "out.bmp", "out.tif", "out.TIFF"])
 def test_lossless_round_trip(tmp_path, name):
     path = save_image(RGB, tmp_path / name)
     assert path == tmp_path / name
@@ -309,6 +309,30 @@ def test_jpeg_round_trip_is_close(tmp_path):
     with Image.open(path) as image:
         assert image.format == "JPEG"
     assert np.abs(load_image(path).astype(int) - smooth).max() <= 4
+
+
+@pytest.mark.parametrize("suffix, fmt", [(".jpg", "JPEG"), (".webp", "WEBP"), (".avif", "AVIF"), (".jxl", "JXL")])
+def test_lossy_outputs_take_a_quality_default_90(tmp_path, suffix, fmt):
+    """As cwebp/avifenc: lossy at quality 90 unless told (a decoded stream is no lossless master)."""
+    rng = np.random.default_rng(5)
+    textured = np.clip(128 + rng.normal(0, 40, (96, 128, 3)), 0, 255).astype(np.uint8)
+    sizes = {}
+    for quality in (None, 30, 95):
+        path = save_image(textured, tmp_path / f"q{quality}{suffix}", quality=quality)
+        with Image.open(path) as image:
+            assert image.format == fmt
+        sizes[quality] = path.stat().st_size
+    assert sizes[30] < sizes[None] < sizes[95]  # 90 by default, between the two
+    error = {q: np.abs(load_image(tmp_path / f"q{q}{suffix}").astype(int) - textured).mean() for q in (30, 95)}
+    assert error[95] < error[30]
+
+
+def test_quality_is_refused_where_it_means_nothing(tmp_path):
+    with pytest.raises(InputError, match="quality applies to lossy outputs"):
+        save_image(RGB, tmp_path / "out.png", quality=80)
+    with pytest.raises(InputError, match="quality must be 0-100"):
+        save_image(RGB, tmp_path / "out.jpg", quality=101)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_save_refuses_unknown_suffix_and_bad_arrays(tmp_path):
