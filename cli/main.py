@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
+import json
 import sys
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -12,6 +15,7 @@ from tqdm import tqdm
 
 import cod_lite
 from cod_lite_cli.train import train_group
+from cod_lite.zoo import DEFAULT_MODEL, measured_rates
 from cod_lite.files import DEFAULT_MAX_MEMORY, IMAGE_FORMATS, MAX_SEED, STDIO, atomic_write, check_target, parse_memory, read_input
 
 def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -33,6 +37,51 @@ def _report_failure(path: str, message: str) -> None:
 
 force_option = click.option("--force", "-f", is_flag=True, help="Replace OUTPUT if it already exists.")
 model_option = click.option("--model", "-m", default=None, help="Model name (see `codlite models`) or weight-file path.")
+bpp_option = click.option("--bpp", "target_bpp", type=float, default=None, metavar="RATE",
+                          help="Use the bundled model whose rate is closest to RATE bits per pixel (instead of --model).")
+device_option = click.option("--device", default=None, help="torch device, e.g. cpu or cuda:0 [default: cpu; convert: cuda if available]")
+no_colour_option = click.option("--no-colour", "no_colour", is_flag=True,
+                                help="Send no colour correction (a few bytes, sent where they remove a visible cast; encoding then decodes once).")
+
+
+def quality_option(what: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    return click.option("--quality", "quality", type=click.IntRange(0, 100), default=None, metavar="0-100", help=what)
+
+
+COMPRESS_QUALITY = "Pick the bundled model by quality, as cwebp -q: 0 the lowest rate, 100 the highest (instead of --model)."
+OUTPUT_QUALITY = "Quality of lossy image outputs (jpg, webp, avif, jxl) [default: 90]."
+
+
+def _model_choice(model: str | None, target_bpp: float | None, quality: int | None) -> str:
+    """The model --model, --bpp or --quality names (one of them at most)."""
+    given = [name for name, value in (("--model", model), ("--bpp", target_bpp), ("--quality", quality)) if value is not None]
+    if len(given) > 1:
+        raise cod_lite.InputError(f"give one of --model, --bpp and --quality, not {' and '.join(given)}")
+    if target_bpp is not None:
+        return cod_lite.model_for_bpp(target_bpp)
+    if quality is not None:
+        return cod_lite.model_for_quality(quality)
+    return model or "default"
+
+
+def _no_binary_to_terminal(output: str, what: str) -> None:
+    """Refuse binary data on a terminal, as zstd and cwebp do: it would only garble the screen."""
+    if output == STDIO and sys.stdout.isatty():
+        raise cod_lite.InputError(f"refusing to write {what} to a terminal; redirect standard output (> file) or name an OUTPUT file")
+
+
+def _progress() -> bool:
+    """Progress bars only where a person watches: stderr is a terminal."""
+    return sys.stderr.isatty()
+
+
+def _paths(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> tuple[tuple[str, ...], str]:
+    """INPUT... OUTPUT as (inputs, output), with a message that names what is missing."""
+    if not values:
+        raise click.UsageError("missing INPUT and OUTPUT", ctx)
+    if len(values) == 1:
+        raise click.UsageError(f"missing OUTPUT after '{values[0]}': name the file to write (- for standard output)", ctx)
+    return values[:-1], values[-1]
 memory_option = click.option(
     "--max-memory",
     default=f"{DEFAULT_MAX_MEMORY >> 30}G",
@@ -70,6 +119,12 @@ def cli() -> None:
 
     Outputs are written atomically and never replace an existing file unless --force is given.
     """
+    warnings.showwarning = _warning_line
+
+
+def _warning_line(message: Warning | str, category: type[Warning], filename: str, lineno: int, file: Any = None, line: str | None = None) -> None:
+    """Warnings as one line, like errors (not Python's file:line and source)."""
+    click.echo(f"codlite: warning: {message}", err=True)
 
 
 quiet_option = click.option("--quiet", "-q", is_flag=True, help="No summary lines; errors still go to stderr.")
@@ -104,7 +159,7 @@ def _each(jobs: list[tuple[str, str]], work: Callable[[str, str], str], quiet: b
     """Run `work(input, output)` per job, printing its summary line (to stderr when the data goes to
     stdout). With several jobs a failure is reported and the rest go on (exit 1 at the end)."""
     failed = 0
-    for source, target in tqdm(jobs, unit="file", disable=quiet or len(jobs) < 2, file=sys.stderr, leave=False):
+    for source, target in tqdm(jobs, unit="file", disable=quiet or len(jobs) < 2 or not _progress(), file=sys.stderr, leave=False):
         try:
             line = work(source, target)
         except cod_lite.CodLiteError as e:
@@ -120,36 +175,35 @@ def _each(jobs: list[tuple[str, str]], work: Callable[[str, str], str], quiet: b
 
 
 @cli.command()
-@click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
-@click.argument("output", metavar="OUTPUT")
+@click.argument("paths", metavar="INPUT... OUTPUT", nargs=-1, callback=_paths)
 @model_option
-@click.option("--bpp", "target_bpp", type=float, default=None, metavar="RATE",
-              help="Use the bundled model whose rate is closest to RATE bits per pixel (instead of --model).")
-@click.option("--no-colour", "no_colour", is_flag=True,
-              help="Send no colour correction (a few bytes, sent where they remove a visible cast; encoding then decodes once).")
+@bpp_option
+@quality_option(COMPRESS_QUALITY)
+@no_colour_option
 @metadata_option("none", "What of the input's EXIF (orientation reset: it is applied to the pixels), ICC profile and XMP the stream carries; every byte counts in bpp.")
 @memory_option
+@device_option
 @precision_option
 @threads_option
 @quiet_option
 @force_option
 @friendly_errors
 def compress(
-    inputs: tuple[str, ...], output: str, model: str | None, target_bpp: float | None, no_colour: bool, metadata: str,
-    max_memory: str, precision: str, threads: int | None, quiet: bool, force: bool,
+    paths: tuple[tuple[str, ...], str], model: str | None, target_bpp: float | None, quality: int | None, no_colour: bool, metadata: str,
+    max_memory: str, device: str | None, precision: str, threads: int | None, quiet: bool, force: bool,
 ) -> None:
     """Compress images (PNG, JPEG, WebP, TIFF, ...) into .cod streams.
 
     One INPUT: OUTPUT is the stream file (- writes it to stdout; INPUT - reads the image from stdin).
     Several: OUTPUT is a folder, each stream named after its image (photo.jpg -> photo.cod).
     """
-    if model and target_bpp is not None:
-        raise cod_lite.InputError("give --model or --bpp, not both")
-    name = cod_lite.model_for_bpp(target_bpp) if target_bpp is not None else model or "default"
+    inputs, output = paths
+    name = _model_choice(model, target_bpp, quality)
+    _no_binary_to_terminal(output, "a .cod stream")
     if threads:
         cod_lite.set_threads(threads)
     jobs = _jobs(inputs, output, ".cod")
-    codec = cod_lite.load_model(name, max_memory=max_memory, precision=precision)
+    codec = cod_lite.load_model(name, device, max_memory=max_memory, precision=precision)
 
     def work(source: str, target: str) -> str:
         about = cod_lite.compress_file(source, target, codec, metadata=metadata, colour=not no_colour, overwrite=force)
@@ -159,8 +213,7 @@ def compress(
 
 
 @cli.command()
-@click.argument("inputs", metavar="INPUT...", nargs=-1, required=True)
-@click.argument("output", metavar="OUTPUT")
+@click.argument("paths", metavar="INPUT... OUTPUT", nargs=-1, callback=_paths)
 @model_option
 @click.option(
     "--reference-format",
@@ -168,26 +221,31 @@ def compress(
     help="INPUT is a .cod from the authors' reference code (no model identity: --model is required).",
 )
 @click.option("--format", "image_format", default=None, metavar="EXT",
-              help="Image format for stdout or a folder OUTPUT (png, jpg, webp, tif, bmp) [default: png].")
-@metadata_option("all", "What of the stream's EXIF, ICC profile and XMP to write into the image (PNG, JPEG, WebP, TIFF carry them).")
+              help="Image format for stdout or a folder OUTPUT (png, jpg, webp, avif, jxl, tif, bmp) [default: png].")
+@quality_option(OUTPUT_QUALITY)
+@metadata_option("all", "What of the stream's EXIF, ICC profile and XMP to write into the image (PNG, JPEG, WebP, AVIF, TIFF carry them).")
 @steps_option
 @seed_option
 @memory_option
+@device_option
 @precision_option
 @threads_option
 @quiet_option
 @force_option
 @friendly_errors
 def decompress(
-    inputs: tuple[str, ...], output: str, model: str | None, reference_format: bool, image_format: str | None,
-    metadata: str, steps: int | None, seed: int | None, max_memory: str, precision: str, threads: int | None,
+    paths: tuple[tuple[str, ...], str], model: str | None, reference_format: bool, image_format: str | None, quality: int | None,
+    metadata: str, steps: int | None, seed: int | None, max_memory: str, device: str | None, precision: str, threads: int | None,
     quiet: bool, force: bool,
 ) -> None:
     """Decompress .cod streams into images.
 
-    One INPUT: OUTPUT's suffix picks the format (.png, .jpg, .webp, ...); - writes PNG (or --format)
-    to stdout, and INPUT - reads the stream from stdin. Several: OUTPUT is a folder.
+    One INPUT: OUTPUT's suffix picks the format (.png, .jpg, .webp, .avif, ...); - writes PNG (or
+    --format) to stdout, and INPUT - reads the stream from stdin. Several: OUTPUT is a folder.
+    Lossy formats are written at --quality (default 90).
     """
+    inputs, output = paths
+    _no_binary_to_terminal(output, "image data")
     budget = parse_memory(max_memory)  # a bad --max-memory fails once, before any file
     suffix = "." + (image_format or "png").lower().lstrip(".")
     if suffix not in IMAGE_FORMATS:  # an unknown --format fails before any work
@@ -203,7 +261,7 @@ def decompress(
     def work(source: str, target: str) -> str:
         width, height = cod_lite.decompress_file(
             source, target, model=model, reference_format=reference_format, image_format=image_format, metadata=metadata,
-            steps=steps, seed=seed, max_memory=budget, precision=precision, overwrite=force,
+            steps=steps, seed=seed, max_memory=budget, precision=precision, overwrite=force, quality=quality, device=device,
         )
         return f"{target}: {width}x{height}"
 
@@ -211,17 +269,41 @@ def decompress(
 
 
 @cli.command()
-@click.argument("stream", metavar="FILE")
+@click.argument("streams", metavar="FILE...", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per file (a JSON list), for scripts.")
 @friendly_errors
-def info(stream: str) -> None:
-    """Show what a .cod stream holds: model, size, bits per pixel, coding method."""
-    about = cod_lite.inspect(read_input(stream))
+def info(streams: tuple[str, ...], as_json: bool) -> None:
+    """Show what .cod streams hold: model, size, bits per pixel, coding method, side information.
+
+    A file that is no stream is reported and the rest go on (exit 1 at the end)."""
+    records, failed = [], 0
+    for stream in streams:
+        try:
+            about = cod_lite.inspect(read_input(stream))
+        except cod_lite.CodLiteError as e:
+            if len(streams) == 1:
+                raise
+            _report_failure(stream, str(e))
+            failed += 1
+            continue
+        records.append({"file": stream, **dataclasses.asdict(about), "bpp": round(about.bpp, 6)})
+        if not as_json:
+            _print_info(stream if len(streams) > 1 else None, about)
+    if as_json:
+        click.echo(json.dumps(records, indent=1))
+    if failed:
+        raise cod_lite.CodLiteError(f"{failed} of {len(streams)} files are not readable streams")
+
+
+def _print_info(name: str | None, about: cod_lite.StreamInfo) -> None:
     if about.model_release is None:
         shipped = "not a cod-lite release's model"
     else:
         shipped = f"cod-lite {about.model_release}" + ("" if about.model_current else ", since replaced")
     installed = "installed" if about.model_installed else "not installed here" + (
         f": codlite fetch-model {about.model_hash}" if about.model_release else "")
+    if name is not None:
+        click.echo(f"{name}:")
     click.echo(f"model:   {about.model} (weights {about.model_hash}; {shipped}; {installed})")
     click.echo(f"size:    {about.width}x{about.height}")
     click.echo(f"bytes:   {about.bytes} ({about.payload_bytes} payload)")
@@ -245,7 +327,10 @@ def models(official: bool) -> None:
     found = cod_lite.available_models()
     for m in found:
         c = m.config
-        click.echo(f"{m.name:24s} {c.nominal_bpp:.4f} bpp  ds={c.ds:<2d} bits={c.codebook_bits}  {m.origin:7s} {m.path}")
+        rates = measured_rates(m)
+        measured = f"Kodak {rates['min']:.4f}-{rates['max']:.4f} bpp (mean {rates['mean']:.4f})" if rates else "rate not measured"
+        mark = " (default)" if m.origin == "bundled" and m.name == DEFAULT_MODEL else ""
+        click.echo(f"{m.name + mark:34s} {measured:44s} ds={c.ds:<2d} bits={c.codebook_bits}  {m.origin:7s} {m.path}")
     if not found:
         click.echo("no models found")
     click.echo(f"(user model folder: {cod_lite.user_model_dir()}; set CODLITE_HOME to move it)")
@@ -318,36 +403,50 @@ def fit_prior(model_name: str, images: str, output: str, max_images: int | None,
 @click.argument("src", metavar="SRC")
 @click.argument("dst", metavar="DST")
 @model_option
+@bpp_option
+@quality_option(f"Compressing: {COMPRESS_QUALITY} Decompressing: {OUTPUT_QUALITY}")
 @click.option("--decompress", "-d", is_flag=True, help="SRC holds .cod streams: write images back.")
 @click.option("--format", "image_format", default="png", show_default=True, help="Image format written by --decompress.")
+@click.option("--include", multiple=True, metavar="GLOB", help="Only files whose path under SRC (or name) matches; repeatable.")
+@click.option("--exclude", multiple=True, metavar="GLOB", help="Leave out files whose path under SRC (or name) matches; repeatable.")
+@no_colour_option
+@click.option("--metadata", default=None, metavar="all|none|exif,icc,xmp",
+              help="What of EXIF, ICC profile and XMP goes along [default: none into streams, all into images].")
 @click.option("--workers", "-j", type=click.IntRange(min=1), default=4, show_default=True, help="Threads for image/file I/O.")
 @click.option("--shard", default=None, metavar="I/N", help="Only the I-th of N deterministic parts of SRC (0 <= I < N).")
 @click.option("--force", "-f", is_flag=True, help="Redo files whose output already exists.")
 @memory_option
 @click.option("--compile", "compile_", is_flag=True, help="Compile the network first (slow start, faster per file; see docs/performance.md).")
-@click.option("--device", default=None, help="torch device, e.g. cpu or cuda:0 [default: cuda if available, else cpu]")
+@device_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Same-size files per network call [default: 8 on a GPU, 1 on a CPU]")
 @precision_option
+@threads_option
 @steps_option
 @seed_option
+@quiet_option
 @friendly_errors
 def convert(
-    src: str, dst: str, model: str | None, decompress: bool, image_format: str, workers: int, shard: str | None, force: bool,
-    max_memory: str, compile_: bool, device: str | None, batch_size: int | None, precision: str, steps: int | None,
-    seed: int | None,
+    src: str, dst: str, model: str | None, target_bpp: float | None, quality: int | None, decompress: bool, image_format: str,
+    include: tuple[str, ...], exclude: tuple[str, ...], no_colour: bool, metadata: str | None, workers: int, shard: str | None,
+    force: bool, max_memory: str, compile_: bool, device: str | None, batch_size: int | None, precision: str,
+    threads: int | None, steps: int | None, seed: int | None, quiet: bool,
 ) -> None:
     """Convert a whole folder (recursively) into DST, mirroring its tree.
 
-    Existing outputs are skipped, so an interrupted run resumes where it stopped. A file that
-    fails is reported and the rest go on; the exit code is 1 if any file failed.
+    Images become streams (or, with --decompress, .cod streams become images); other files are
+    left alone and counted. Existing outputs are skipped, so an interrupted run resumes where it
+    stopped. A file that fails is reported and the rest go on; the exit code is 1 if any failed.
     """
-
+    if threads:
+        cod_lite.set_threads(threads)
     summary = cod_lite.convert(
-        src, dst, model=model, decompress=decompress, image_format=image_format, workers=workers,
-        shard=shard, force=force, on_failure=_report_failure, max_memory=parse_memory(max_memory), compile=compile_,
-        device=device, batch_size=batch_size, precision=precision, steps=steps, seed=seed,
+        src, dst, model=model, bpp=target_bpp, quality=quality, decompress=decompress, image_format=image_format,
+        include=include, exclude=exclude, colour=not no_colour, metadata=metadata, workers=workers, shard=shard, force=force,
+        on_failure=_report_failure, max_memory=parse_memory(max_memory), compile=compile_, device=device, batch_size=batch_size,
+        precision=precision, steps=steps, seed=seed, progress=_progress() and not quiet,
     )
-    click.echo(summary.report())
+    if not quiet or summary.failed:
+        click.echo(summary.report())
     if summary.failed:
         sys.exit(1)
 

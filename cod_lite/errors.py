@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Callable
+from contextvars import ContextVar
 
 
 class CodLiteError(Exception):
@@ -37,11 +38,21 @@ class OutputError(CodLiteError):
     """An output path cannot be written: exists, unwritable, or its folder is missing."""
 
 
+_COMMAND_LINE: ContextVar[bool] = ContextVar("cod_lite_command_line", default=False)
+
+
+def option(cli: str, python: str) -> str:
+    """How a message names an option to its reader: `cli` ("--force") inside a `codlite` command,
+    else `python` ("overwrite=True"), so neither meets the other's words."""
+    return cli if _COMMAND_LINE.get() else python
+
+
 def exit_status(run: Callable[[], int | None], prog: str = "codlite") -> int:
     """`run()` as a command's exit status, for every entry point (the codlite CLI, `python -m
     cod_lite.train`, tools/): what it returns (None: 0); else one line on stderr instead of a
     traceback (CODLITE_DEBUG=1 shows it): 1 for bad input or a failed file operation, 130 when
     interrupted, 2 for anything unexpected."""
+    token = _COMMAND_LINE.set(True)
     try:
         return run() or 0
     except KeyboardInterrupt:
@@ -54,3 +65,5 @@ def exit_status(run: Callable[[], int | None], prog: str = "codlite") -> int:
         message = str(e) if expected else f"unexpected {type(e).__name__}: {e} (set CODLITE_DEBUG=1 for details)"
         print(f"{prog}: error: {message}", file=sys.stderr)
         return 1 if expected else 2
+    finally:
+        _COMMAND_LINE.reset(token)

@@ -14,7 +14,7 @@ from typing import BinaryIO, Union
 
 import platformdirs
 
-from .errors import InputError, OutputError
+from .errors import InputError, OutputError, option
 
 Writer = Callable[[BinaryIO], None]
 StreamSource = Union[bytes, bytearray, memoryview, str, os.PathLike, BinaryIO]  # what decode/inspect read a stream from
@@ -173,7 +173,7 @@ def _current_umask() -> int:
 
 
 def _already_exists(target: Path) -> OutputError:
-    return OutputError(f"'{target}' already exists; pass overwrite/--force to replace it")
+    return OutputError(f"'{target}' already exists; replace it with {option('--force', 'overwrite=True')}")
 
 
 def _output_error(target: Path, exc: OSError) -> OutputError:

@@ -24,7 +24,7 @@ from tqdm import tqdm
 from . import bitstream
 from .bitstream import bits_per_pixel
 from .codec import Codec, decode, load_model, torch_device
-from .errors import CodLiteError, InputError
+from .errors import CodLiteError, InputError, option
 from .fileio import atomic_write, read_input
 from .image_io import IMAGE_SUFFIXES, SAVE_FORMATS, load_image, metadata_kinds, read_metadata, save_format, save_image
 from .zoo import model_for_bpp, model_for_quality
@@ -204,14 +204,14 @@ def convert(
         save_format(f"image.{image_format}", quality)
     elif quality is not None:
         if model is not None or bpp is not None:
-            raise InputError("give one of model, bpp and quality, not several")
+            raise InputError(f"give one of {option('--model, --bpp and --quality', 'model=, bpp= and quality=')}, not several")
         model = model_for_quality(quality)
     if bpp is not None:
         if decompress or model is not None:
-            raise InputError("bpp picks the model streams are made with: give it when compressing, instead of model")
+            raise InputError(f"{option('--bpp', 'bpp=')} picks the model streams are made with: give it when compressing, instead of {option('--model', 'model=')}")
         model = model_for_bpp(bpp)
     if not decompress and (steps is not None or seed is not None):
-        raise InputError("steps and seed choose how streams are decoded; they need decompress (--decompress)")
+        raise InputError(f"steps and seed choose how streams are decoded; they need {option('--decompress', 'decompress=True')}")
     pairs, ignored = plan(src, dst, decompress, image_format, shard, include, exclude)
     target = torch_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     batch_size = batch_size or (8 if target.type == "cuda" else 1)

@@ -4,6 +4,11 @@
 from __future__ import annotations
 
 import io
+import json
+import os
+import shutil
+import subprocess
+import time
 
 import numpy as np
 import pytest
@@ -88,6 +93,113 @@ def test_bpp_flag_and_its_refusals(tmp_path):
     result = invoke("compress", tmp_path / "p.png", tmp_path / "p.cod", "--bpp", "0.5", "--threads", "1")
     assert result.exit_code == 0, result.output
     assert cod_lite.inspect((tmp_path / "p.cod").read_bytes()).model == "cod-lite-s-0.5"
-    assert_one_line_error(invoke("compress", tmp_path / "p.png", tmp_path / "q.cod", "--bpp", "0.5", "--model", "default"), "not both")
+    assert_one_line_error(invoke("compress", tmp_path / "p.png", tmp_path / "q.cod", "--bpp", "0.5", "--model", "default"), "give one of --model, --bpp and --quality")
     assert_one_line_error(invoke("compress", tmp_path / "p.png", tmp_path / "q.cod", "--bpp", "-1"), "positive")
     assert not (tmp_path / "q.cod").exists()
+
+
+# -- what cwebp/avifenc/zstd users expect (issue 48) ----------------------------------------------
+
+
+def test_a_missing_output_is_named(tmp_path):
+    result = invoke("compress", tmp_path / "photo.png")
+    assert result.exit_code == 2 and "missing OUTPUT after" in result.output and "Missing argument 'INPUT" not in result.output
+    assert "missing INPUT and OUTPUT" in invoke("decompress").output
+
+
+def _on_a_terminal(args: list[str], cwd) -> subprocess.CompletedProcess:
+    """Run codlite with stdout on a pseudo-terminal (what a user's shell gives it)."""
+    import pty
+
+    exe = shutil.which("codlite") or pytest.fail("codlite is not installed: run the README's install command")
+    primary, secondary = pty.openpty()
+    try:
+        done = subprocess.run([exe, *args], stdout=secondary, stderr=subprocess.PIPE, cwd=cwd, timeout=120)
+    finally:
+        os.close(secondary)
+        os.close(primary)
+    return done
+
+
+def test_binary_data_is_not_written_to_a_terminal(tmp_path, parity_weights):
+    Image.fromarray(photo(32, 32)).save(tmp_path / "p.png")
+    done = _on_a_terminal(["compress", "p.png", "-", "--model", str(parity_weights)], tmp_path)
+    assert done.returncode == 1 and b"refusing to write a .cod stream to a terminal" in done.stderr
+    stream = cod_lite.encode(tmp_path / "p.png", parity_weights)
+    (tmp_path / "p.cod").write_bytes(stream)
+    done = _on_a_terminal(["decompress", "p.cod", "-", "--model", str(parity_weights)], tmp_path)
+    assert done.returncode == 1 and b"refusing to write image data to a terminal" in done.stderr
+
+
+def test_warnings_are_one_line_and_progress_needs_a_terminal(tmp_path, parity_weights):
+    rgba = np.dstack([photo(32, 32), np.full((32, 32), 128, np.uint8)])
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    result = invoke("compress", tmp_path / "a.png", tmp_path / "a.cod", "--model", parity_weights)
+    assert result.exit_code == 0
+    warning = [line for line in result.stderr.splitlines() if "alpha" in line]
+    assert len(warning) == 1 and warning[0].startswith("codlite: warning:") and "UserWarning" not in result.stderr and ".py" not in result.stderr
+    for i in range(3):
+        Image.fromarray(photo(32, 32, seed=i)).save(tmp_path / f"p{i}.png")
+    several = invoke("compress", *(tmp_path / f"p{i}.png" for i in range(3)), tmp_path / "out", "--model", parity_weights)
+    folder = invoke("convert", tmp_path, tmp_path.parent / f"{tmp_path.name}-out", "--model", parity_weights)
+    for run in (several, folder):  # stderr is no terminal here: no bars
+        assert run.exit_code == 0 and "it/s" not in run.stderr and "%|" not in run.stderr
+
+
+def test_an_offline_official_model_is_refused_at_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    Image.fromarray(photo(32, 32)).save(tmp_path / "p.png")
+    start = time.perf_counter()
+    result = invoke("compress", tmp_path / "p.png", tmp_path / "p.cod", "--model", "official:0.0312")
+    assert time.perf_counter() - start < 5
+    assert_one_line_error(result, "cannot be reached")
+
+
+def test_models_marks_the_default_and_its_measured_rates():
+    result = invoke("models")
+    lines = {line.split()[0]: line for line in result.output.splitlines() if line.startswith("cod-lite")}
+    assert "(default)" in lines["cod-lite-s-0.125"] and sum("(default)" in line for line in lines.values()) == 1
+    for name, info in ((m.name, m) for m in cod_lite.available_models() if m.origin == "bundled"):
+        rates = cod_lite.zoo.measured_rates(info)
+        assert rates is not None and rates["images"] == 24 and rates["min"] <= rates["mean"] <= rates["max"]
+        assert f"Kodak {rates['min']:.4f}-{rates['max']:.4f} bpp" in lines[name]
+
+
+def test_info_takes_several_files_and_speaks_json(tmp_path, parity_weights):
+    for i in range(2):
+        (tmp_path / f"s{i}.cod").write_bytes(cod_lite.encode(photo(32, 48, seed=i), parity_weights))
+    (tmp_path / "bad.cod").write_bytes(b"nope")
+    result = invoke("info", tmp_path / "s0.cod", tmp_path / "s1.cod", "--json")
+    records = json.loads(result.output)
+    assert result.exit_code == 0 and [r["file"] for r in records] == [str(tmp_path / "s0.cod"), str(tmp_path / "s1.cod")]
+    assert records[0]["width"] == 48 and records[0]["bpp"] == pytest.approx(8 * records[0]["bytes"] / (32 * 48), abs=1e-5)
+    mixed = invoke("info", tmp_path / "s0.cod", tmp_path / "bad.cod", tmp_path / "s1.cod")
+    assert mixed.exit_code == 1 and mixed.stdout.count("model:") == 2 and "failed:" in mixed.stderr
+
+
+def test_lossy_outputs_and_force_wording(tmp_path, parity_weights):
+    (tmp_path / "s.cod").write_bytes(cod_lite.encode(photo(64, 96), parity_weights))
+    sizes = {}
+    for quality in ("20", "95"):
+        out = tmp_path / f"q{quality}.jpg"
+        assert invoke("decompress", tmp_path / "s.cod", out, "--quality", quality, "--model", parity_weights).exit_code == 0
+        sizes[quality] = out.stat().st_size
+    assert sizes["20"] < sizes["95"]
+    avif = invoke("decompress", tmp_path / "s.cod", tmp_path / "s.avif", "--model", parity_weights)
+    assert avif.exit_code == 0 and Image.open(tmp_path / "s.avif").format == "AVIF"
+    assert_one_line_error(invoke("decompress", tmp_path / "s.cod", tmp_path / "s.png", "--quality", "50", "--model", parity_weights),
+                          "quality applies to lossy outputs")
+    assert_one_line_error(invoke("decompress", tmp_path / "s.cod", tmp_path / "s.avif", "--model", parity_weights), "replace it with --force")
+
+
+def test_convert_takes_the_shared_options(tmp_path, parity_weights):
+    src = tmp_path / "src"
+    src.mkdir()
+    Image.fromarray(photo(32, 48)).save(src / "a.png", icc_profile=b"icc!" * 16)
+    result = invoke("convert", src, tmp_path / "s", "--bpp", "0.03", "--no-colour", "--metadata", "icc", "--threads", "1", "--quiet")
+    assert result.exit_code == 0 and result.stdout == ""
+    about = cod_lite.inspect(tmp_path / "s" / "a.cod")
+    assert about.model == "cod-lite-s-0.03" and about.colour_bytes == 0 and about.metadata == {"icc": 64}
+    back = invoke("convert", tmp_path / "s", tmp_path / "b", "-d", "--format", "webp", "--quality", "40", "--device", "cpu")
+    assert back.exit_code == 0 and Image.open(tmp_path / "b" / "a.webp").info.get("icc_profile") == b"icc!" * 16

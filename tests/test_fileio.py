@@ -32,7 +32,7 @@ def test_accepts_str_paths_and_callables(tmp_path):
 def test_refuses_to_overwrite_and_keeps_old_content(tmp_path):
     target = tmp_path / "out.cod"
     target.write_bytes(b"old")
-    with pytest.raises(OutputError, match=r"'.*out\.cod' already exists; pass overwrite/--force to replace it"):
+    with pytest.raises(OutputError, match=r"'.*out\.cod' already exists; replace it with overwrite=True"):
         atomic_write(target, b"new")
     assert target.read_bytes() == b"old"
     assert _entries(tmp_path) == ["out.cod"]

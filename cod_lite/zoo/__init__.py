@@ -12,7 +12,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import CheckpointError, InputError, ModelNotFoundError
+from ..errors import CheckpointError, InputError, ModelNotFoundError, option
 from ..fileio import data_home
 from ..models.config import ModelConfig
 from ..weights import read_metadata
@@ -29,6 +29,16 @@ class ModelInfo:
     origin: str  # "bundled" or "user"
     config: ModelConfig
     weights_sha256: str
+
+
+def measured_rates(info: ModelInfo) -> dict[str, float] | None:
+    """The Kodak rates (bits per pixel: min, mean, max) in a model's JSON record, if measured for
+    exactly these weights (`tools/measure_rates.py`); None otherwise."""
+    try:
+        rates = json.loads(info.path.with_suffix(".json").read_text())["kodak_bpp"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return rates if isinstance(rates, dict) and rates.get("weights_sha256") == info.weights_sha256 else None
 
 
 def user_model_dir() -> Path:
@@ -96,7 +106,7 @@ def find_by_identity(name: str, hash_prefix: bytes) -> Path:
     raise ModelNotFoundError(
         f"this stream was made by model '{name}' (weights {hash_prefix.hex()}), which no cod-lite release has shipped: "
         "a model of your own or an official one; install its weight file in the model folder, "
-        "import the authors' checkpoint (codlite import-official), or pass the file as the model (--model, model=)"
+        f"import the authors' checkpoint (codlite import-official), or pass the file with {option('--model FILE', 'model=FILE')}"
     )
 
 

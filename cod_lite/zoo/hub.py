@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import socket
+import urllib.parse
 from pathlib import Path
 
 from ..errors import CheckpointError, ModelNotFoundError
@@ -32,6 +34,8 @@ CHECKPOINTS = {
 }
 INSTALL_HINT = 'official models are downloaded with huggingface_hub: pip install "cod-lite[hub]"'
 SHA256 = re.compile(r"^[0-9a-f]{64}$")
+DEFAULT_ENDPOINT = "https://huggingface.co"
+PROBE_SECONDS = 2.0
 
 
 def official_key(name: str) -> str:
@@ -86,6 +90,11 @@ def _download(filename: str, name: str, force: bool = False) -> tuple[Path, str]
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    if not offline and not _cached(filename) and not _reachable(os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT):
+        raise ModelNotFoundError(
+            f"'{name}' is not downloaded yet and the hub ({os.environ.get('HF_ENDPOINT') or DEFAULT_ENDPOINT}) cannot be reached; "
+            f"connect and retry, or download {filename} and its .yaml from huggingface.co/{REPO} by hand and run `codlite import-official`"
+        )
     for attempt in range(2):
         try:
             path = Path(hf_hub_download(
@@ -103,6 +112,24 @@ def _download(filename: str, name: str, force: bool = False) -> tuple[Path, str]
         if not SHA256.match(blob.name) or _sha256(path) == blob.name:
             return path, path.parent.name  # snapshots/<commit>/<file>
     raise CheckpointError(f"{filename} for '{name}': the downloaded bytes do not match their sha256 {blob.name} (twice); not imported")
+
+
+def _reachable(endpoint: str, timeout: float = PROBE_SECONDS) -> bool:
+    """Whether the hub's host accepts a connection within `timeout`: an offline machine is told so
+    at once, instead of after the download library's retries (five lines, about 24 s)."""
+    url = urllib.parse.urlsplit(endpoint)
+    try:
+        socket.create_connection((url.hostname or "", url.port or (443 if url.scheme == "https" else 80)), timeout=timeout).close()
+    except OSError:
+        return False
+    return True
+
+
+def _cached(filename: str) -> bool:
+    """Whether huggingface_hub already holds this file in our cache (then no network is needed)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(REPO, filename, cache_dir=cache_dir(), revision=os.environ.get(REVISION_ENV) or None), str)
 
 
 def _sha256(path: Path) -> str:
