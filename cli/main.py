@@ -99,6 +99,14 @@ precision_option = click.option(
     help="Network arithmetic: fp32 is exact; triton runs the fused GPU kernels; auto is triton on a CUDA GPU with triton installed, else bf16 where the CPU/GPU has it natively (docs/performance.md). Streams decode in any precision.",
 )
 
+backend_option = click.option(
+    "--backend",
+    type=click.Choice(cod_lite.BACKENDS),
+    default="torch",
+    show_default=True,
+    help="Engine for the networks: torch, or onnxruntime (graphs exported once per model and cached; fp32; the same streams).",
+)
+
 steps_option = click.option(
     "--steps",
     type=click.IntRange(min=1),
@@ -184,13 +192,14 @@ def _each(jobs: list[tuple[str, str]], work: Callable[[str, str], str], quiet: b
 @memory_option
 @device_option
 @precision_option
+@backend_option
 @threads_option
 @quiet_option
 @force_option
 @friendly_errors
 def compress(
     paths: tuple[tuple[str, ...], str], model: str | None, target_bpp: float | None, quality: int | None, no_colour: bool, metadata: str,
-    max_memory: str, device: str | None, precision: str, threads: int | None, quiet: bool, force: bool,
+    max_memory: str, device: str | None, precision: str, backend: str, threads: int | None, quiet: bool, force: bool,
 ) -> None:
     """Compress images (PNG, JPEG, WebP, TIFF, ...) into .cod streams.
 
@@ -203,7 +212,7 @@ def compress(
     if threads:
         cod_lite.set_threads(threads)
     jobs = _jobs(inputs, output, ".cod")
-    codec = cod_lite.load_model(name, device, max_memory=max_memory, precision=precision)
+    codec = cod_lite.load_model(name, device, max_memory=max_memory, precision=precision, backend=backend)
 
     def work(source: str, target: str) -> str:
         about = cod_lite.compress_file(source, target, codec, metadata=metadata, colour=not no_colour, overwrite=force)
@@ -229,14 +238,15 @@ def compress(
 @memory_option
 @device_option
 @precision_option
+@backend_option
 @threads_option
 @quiet_option
 @force_option
 @friendly_errors
 def decompress(
     paths: tuple[tuple[str, ...], str], model: str | None, reference_format: bool, image_format: str | None, quality: int | None,
-    metadata: str, steps: int | None, seed: int | None, max_memory: str, device: str | None, precision: str, threads: int | None,
-    quiet: bool, force: bool,
+    metadata: str, steps: int | None, seed: int | None, max_memory: str, device: str | None, precision: str, backend: str,
+    threads: int | None, quiet: bool, force: bool,
 ) -> None:
     """Decompress .cod streams into images.
 
@@ -262,6 +272,7 @@ def decompress(
         width, height = cod_lite.decompress_file(
             source, target, model=model, reference_format=reference_format, image_format=image_format, metadata=metadata,
             steps=steps, seed=seed, max_memory=budget, precision=precision, overwrite=force, quality=quality, device=device,
+            backend=backend,
         )
         return f"{target}: {width}x{height}"
 
@@ -334,6 +345,20 @@ def models(official: bool) -> None:
     if not found:
         click.echo("no models found")
     click.echo(f"(user model folder: {cod_lite.user_model_dir()}; set CODLITE_HOME to move it)")
+
+
+@cli.command("export")
+@click.argument("model_name", metavar="MODEL")
+@click.argument("out_dir", metavar="OUT_DIR")
+@click.option("--format", "fmt", type=click.Choice(["onnx"]), default="onnx", show_default=True, help="Graph format.")
+@force_option
+@friendly_errors
+def export(model_name: str, out_dir: str, fmt: str, force: bool) -> None:
+    """Write MODEL's networks as graphs for other engines: OUT_DIR/encoder.onnx (image -> indices),
+    decoder.onnx (indices -> image, one step) and model.json (name, identity, padding rule);
+    see docs/deploy.md."""
+    folder = cod_lite.export_onnx(model_name, out_dir, overwrite=force)
+    click.echo(f"wrote {folder / 'encoder.onnx'}, {folder / 'decoder.onnx'} and {folder / 'model.json'}")
 
 
 @cli.command("fetch-model")
@@ -420,6 +445,7 @@ def fit_prior(model_name: str, images: str, output: str, max_images: int | None,
 @device_option
 @click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Same-size files per network call [default: 8 on a GPU, 1 on a CPU]")
 @precision_option
+@backend_option
 @threads_option
 @steps_option
 @seed_option
@@ -428,7 +454,7 @@ def fit_prior(model_name: str, images: str, output: str, max_images: int | None,
 def convert(
     src: str, dst: str, model: str | None, target_bpp: float | None, quality: int | None, decompress: bool, image_format: str,
     include: tuple[str, ...], exclude: tuple[str, ...], no_colour: bool, metadata: str | None, workers: int, shard: str | None,
-    force: bool, max_memory: str, compile_: bool, device: str | None, batch_size: int | None, precision: str,
+    force: bool, max_memory: str, compile_: bool, device: str | None, batch_size: int | None, precision: str, backend: str,
     threads: int | None, steps: int | None, seed: int | None, quiet: bool,
 ) -> None:
     """Convert a whole folder (recursively) into DST, mirroring its tree.
@@ -443,7 +469,7 @@ def convert(
         src, dst, model=model, bpp=target_bpp, quality=quality, decompress=decompress, image_format=image_format,
         include=include, exclude=exclude, colour=not no_colour, metadata=metadata, workers=workers, shard=shard, force=force,
         on_failure=_report_failure, max_memory=parse_memory(max_memory), compile=compile_, device=device, batch_size=batch_size,
-        precision=precision, steps=steps, seed=seed, progress=_progress() and not quiet,
+        precision=precision, backend=backend, steps=steps, seed=seed, progress=_progress() and not quiet,
     )
     if not quiet or summary.failed:
         click.echo(summary.report())

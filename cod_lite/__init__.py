@@ -12,9 +12,11 @@
 from .folders import ConvertSummary, convert
 from .codec import Codec, decode, encode, load_model, set_threads
 from .evaluate import Evaluation, evaluate
+from .export import export_onnx
 from .files import compress_file, decompress_file
 from .errors import BitstreamError, CheckpointError, CodLiteError, ImageFileError, InputError, ModelNotFoundError, OutputError, exit_status
 from .kernels.fast import PRECISIONS
+from .onnx_runtime import BACKENDS
 from .official import import_official
 from .pillow_plugin import register as register_pillow
 from .prior_fit import fit_prior
@@ -26,6 +28,7 @@ from .zoo.registry import fetch as fetch_model
 register_pillow()
 
 __all__ = [
+    "BACKENDS",
     "PRECISIONS",
     "BitstreamError",
     "CheckpointError",
@@ -46,6 +49,7 @@ __all__ = [
     "encode",
     "evaluate",
     "exit_status",
+    "export_onnx",
     "fetch_model",
     "fit_prior",
     "import_official",

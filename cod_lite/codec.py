@@ -42,6 +42,7 @@ class Codec:
         max_memory: int | str = tiling.DEFAULT_MAX_MEMORY,
         compile: bool = False,
         precision: str = "auto",
+        backend: str = "torch",
     ) -> None:
         self.device = torch_device(device)
         self.net = net.to(self.device).eval()
@@ -50,7 +51,7 @@ class Codec:
         self.path = path
         self.prior = prior
         self.max_memory = tiling.parse_memory(max_memory)
-        self.inference = inference.select(self.net, precision, self.device, compile)
+        self.inference = inference.select(self.net, precision, self.device, compile, backend, weights_sha256)
         self._quantize, self._reconstruct = self.inference.quantize, self.inference.reconstruct
 
     @property
@@ -266,11 +267,12 @@ def torch_device(name: str | None) -> torch.device:
 
 
 @functools.lru_cache(maxsize=4)
-def _load_cached(path: str, mtime_ns: int, device: str | None, max_memory: int, compile: bool, precision: str) -> Codec:
+def _load_cached(path: str, mtime_ns: int, device: str | None, max_memory: int, compile: bool, precision: str, backend: str) -> Codec:
     config, state, meta = load_weights(path)
     net = CodLiteNet(config)
     net.load_state_dict(state, strict=True)
-    return Codec(net, meta["weights_sha256"], Path(path), device, meta["prior"], max_memory=max_memory, compile=compile, precision=precision)
+    return Codec(net, meta["weights_sha256"], Path(path), device, meta["prior"], max_memory=max_memory, compile=compile, precision=precision,
+                 backend=backend)
 
 
 def load_model(
@@ -280,6 +282,7 @@ def load_model(
     max_memory: int | str = tiling.DEFAULT_MAX_MEMORY,
     compile: bool = False,
     precision: str = "auto",
+    backend: str = "torch",
 ) -> Codec:
     """A model by zoo name ('default', a bundled or imported name) or weight-file path.
 
@@ -292,10 +295,12 @@ def load_model(
     installed (falling back to the torch path if they fail there), else bf16 where the device
     has native bf16 (avx512_bf16/AMX CPUs, CUDA) and the quality guarantee of docs/performance.md
     holds, else fp32. Streams do not depend on it: any precision decodes any stream.
+    `backend="onnxruntime"` runs the two networks through ONNX Runtime (`cod_lite.onnx_runtime`:
+    the graphs exported once per model and cached; fp32; the same streams).
     """
     phase_dtypes(precision, torch.device("cpu"))  # a bad name fails before the weights load
     path = zoo.resolve(name_or_path).resolve()
-    return _load_cached(str(path), path.stat().st_mtime_ns, device, tiling.parse_memory(max_memory), compile, precision)
+    return _load_cached(str(path), path.stat().st_mtime_ns, device, tiling.parse_memory(max_memory), compile, precision, backend)
 
 
 def set_threads(count: int) -> None:
@@ -314,6 +319,7 @@ def encode(
     compile: bool = False,
     device: str | None = None,
     precision: str = "auto",
+    backend: str = "torch",
     metadata: str | Sequence[str] = "none",
     colour: bool = True,
 ) -> bytes:
@@ -326,7 +332,8 @@ def encode(
         if model != "default":
             raise InputError("give model= or bpp=, not both")
         model = zoo.model_for_bpp(bpp)
-    codec = model if isinstance(model, Codec) else load_model(model, device, max_memory=max_memory, compile=compile, precision=precision)
+    codec = model if isinstance(model, Codec) else load_model(
+        model, device, max_memory=max_memory, compile=compile, precision=precision, backend=backend)
     return codec.encode(image, metadata=metadata, colour=colour)
 
 
@@ -340,6 +347,7 @@ def decode(
     steps: int | None = None,
     seed: int | None = None,
     precision: str = "auto",
+    backend: str = "torch",
 ) -> PIL.Image.Image:
     """Decompress a stream (bytes, a path, or a binary file object) into an RGB image, colour
     side information applied and metadata in `image.info`; with model=None the stream's own
@@ -350,5 +358,6 @@ def decode(
     if model is None:
         header = bitstream.parse(data)
         model = zoo.find_by_identity(header.model_name, header.model_hash)
-    codec = model if isinstance(model, Codec) else load_model(model, device, max_memory=max_memory, compile=compile, precision=precision)
+    codec = model if isinstance(model, Codec) else load_model(
+        model, device, max_memory=max_memory, compile=compile, precision=precision, backend=backend)
     return codec.decode(data, steps=steps, seed=seed)

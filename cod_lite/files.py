@@ -57,6 +57,7 @@ def decompress_file(
     overwrite: bool = False,
     quality: int | None = None,
     device: str | None = None,
+    backend: str = "torch",
 ) -> tuple[int, int]:
     """Decode the stream file `source` into the image file `target` (format from its suffix; for
     stdout `image_format`, default png; lossy formats at `quality`, default 90), with what of the
@@ -71,10 +72,10 @@ def decompress_file(
     if reference_format:
         if model is None:
             raise InputError("an authors' .cod (reference_format) needs a model: it does not name its own")
-        codec = model if isinstance(model, Codec) else load_model(model, device, max_memory=max_memory, precision=precision)
+        codec = model if isinstance(model, Codec) else load_model(model, device, max_memory=max_memory, precision=precision, backend=backend)
         image = codec.decode_reference(data, steps=steps, seed=seed)
     else:
-        image = decode(data, model=model, max_memory=max_memory, steps=steps, seed=seed, precision=precision, device=device)
+        image = decode(data, model=model, max_memory=max_memory, steps=steps, seed=seed, precision=precision, device=device, backend=backend)
     kept = {kind: value for kind, value in stream_metadata(image).items() if kind in kinds}
     if str(target) == STDIO:
         write_output(STDIO, encode_image(np.asarray(image), suffix, kept, quality))

@@ -177,12 +177,13 @@ def convert(
     quality: int | None = None,
     metadata: str | Sequence[str] | None = None,
     colour: bool = True,
+    backend: str = "torch",
 ) -> ConvertSummary:
     """Convert every file under `src` into the mirrored tree under `dst` (see module docstring).
 
     Existing outputs are skipped unless `force`, so an interrupted run resumes. A file that
     cannot be converted is recorded in the summary (and passed to `on_failure(path, message)`),
-    and the run goes on. `max_memory`, `compile`, `precision` and `device` are as in `load_model`; `device`
+    and the run goes on. `max_memory`, `compile`, `precision`, `backend` and `device` are as in `load_model`; `device`
     None means CUDA when available. Up to `batch_size` files (default 8 on a GPU, 1 on a CPU,
     where batching gains nothing) go through the network together when they have one size.
     `steps` / `seed` (with `decompress` only) are as in `decode`: every stream gets the same.
@@ -215,7 +216,7 @@ def convert(
     pairs, ignored = plan(src, dst, decompress, image_format, shard, include, exclude)
     target = torch_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     batch_size = batch_size or (8 if target.type == "cuda" else 1)
-    options = {"max_memory": max_memory, "compile": compile, "device": str(target), "precision": precision}
+    options = {"max_memory": max_memory, "compile": compile, "device": str(target), "precision": precision, "backend": backend}
     codec = model if isinstance(model, Codec) else (None if decompress and model is None else load_model(model or "default", **options))
     kinds = metadata_kinds(metadata if metadata is not None else ("all" if decompress else "none"))
     sampling = {"steps": steps, "seed": seed} if decompress else {"colour": colour}

@@ -13,6 +13,7 @@ from . import kernels
 from .errors import InputError
 from .kernels.fast import FastPath, phase_dtypes, precision_label
 from .models.network import CodLiteNet
+from .onnx_runtime import BACKENDS, OnnxRuntimePath
 
 Method = Callable[[torch.Tensor], torch.Tensor]
 
@@ -28,17 +29,31 @@ class InferencePath:
     decode_dtype: torch.dtype | None = None
     uses_kernels: bool = False
     compiled: bool = False
+    backend: str = "torch"
 
     @property
     def label(self) -> str:
-        """e.g. "fp32" (the exact network), "bf16", "encode fp32, decode fp32 fast", "fp32 triton"."""
+        """e.g. "fp32" (the exact network), "bf16", "encode fp32, decode fp32 fast", "fp32 triton",
+        "fp32 onnxruntime"."""
+        if self.backend != "torch":
+            return f"fp32 {self.backend}"
         return "fp32 triton" if self.uses_kernels else precision_label(self.encode_dtype, self.decode_dtype)
 
 
-def select(net: CodLiteNet, precision: str, device: torch.device, compile: bool) -> InferencePath:
+def select(
+    net: CodLiteNet, precision: str, device: torch.device, compile: bool, backend: str = "torch", weights_sha256: str = "",
+) -> InferencePath:
     """The path of `precision` ("auto", "fp32", "bf16", "triton"; `load_model` says what each
-    runs) for `net` on `device`, or InputError where that cannot run here."""
+    runs) and `backend` ("torch", "onnxruntime") for `net` on `device`, or InputError where that
+    cannot run here."""
     encode_dtype, decode_dtype = phase_dtypes(precision, device)  # checks the name first
+    if backend not in BACKENDS:
+        raise InputError(f"unknown backend '{backend}'; use one of {', '.join(BACKENDS)}")
+    if backend == "onnxruntime":
+        if precision not in ("auto", "fp32") or compile:
+            raise InputError("the onnxruntime backend runs the fp32 graphs: use precision auto or fp32, without compile")
+        runtime = OnnxRuntimePath(net, weights_sha256, device)
+        return InferencePath(runtime.quantize, runtime.reconstruct, backend="onnxruntime")
     if compile:
         if precision == "bf16":
             raise InputError("compile=True runs the fp32 network; use precision='fp32' or 'auto' with it")

@@ -109,9 +109,35 @@ class AttnBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.norm(x)
+        if torch.compiler.is_exporting():  # ONNX: one graph for every size (see `exportable_attention`)
+            return x + self.proj_out(exportable_attention(*(proj(h).permute(0, 2, 3, 1) for proj in (self.q, self.k, self.v))))
         (q, layout), (k, _), (v, _) = (to_windows(proj(h).permute(0, 2, 3, 1)) for proj in (self.q, self.k, self.v))
         out = from_windows(_attend(q, k, v), layout).permute(0, 3, 1, 2)
         return x + self.proj_out(out)
+
+
+def exportable_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+    """`to_windows` attention without a branch on the grid's size, for graphs that must serve
+    every size (ONNX export): the grid is always edge-padded to whole WINDOW x WINDOW windows,
+    and where it fits in one window the padded cells are masked out as keys, which is the same
+    attention as one window of the grid's own size (exp(-inf) = 0). (B, H, W, C) q, k, v ->
+    (B, C, H, W)."""
+    b, height, width, c = q.shape
+    # (n + WINDOW - 1) // WINDOW, not -(-n // WINDOW): ONNX's integer Div truncates towards zero
+    rows = torch.arange((height + WINDOW - 1) // WINDOW * WINDOW, device=q.device)
+    cols = torch.arange((width + WINDOW - 1) // WINDOW * WINDOW, device=q.device)
+
+    def windows(cells: torch.Tensor) -> torch.Tensor:
+        cells = cells[:, rows.clamp(max=height - 1)][:, :, cols.clamp(max=width - 1)]
+        return cells.reshape(b, -1, WINDOW, cells.shape[2] // WINDOW, WINDOW, c).transpose(2, 3).reshape(-1, WINDOW * WINDOW, c)
+
+    one_window = (rows.max() < WINDOW) & (cols.max() < WINDOW)  # tensors, not Python ints: no branch in the graph
+    padding = (rows[:, None] >= height) | (cols[None, :] >= width)
+    padding = padding.reshape(-1, WINDOW, cols.shape[0] // WINDOW, WINDOW).transpose(1, 2).reshape(-1, WINDOW * WINDOW)
+    keep = ~(padding & one_window).repeat(b, 1)[:, None, None, :]  # (windows, 1, 1, keys)
+    out = F.scaled_dot_product_attention(windows(q)[:, None], windows(k)[:, None], windows(v)[:, None], attn_mask=keep)[:, 0]
+    grid = out.reshape(b, rows.shape[0] // WINDOW, cols.shape[0] // WINDOW, WINDOW, WINDOW, c).transpose(2, 3)
+    return grid.reshape(b, rows.shape[0], cols.shape[0], c)[:, :height, :width].permute(0, 3, 1, 2)
 
 
 class Downsample(nn.Module):
