@@ -7,6 +7,8 @@
 - `decoder.onnx`: `indices` (1, h, w) int64 -> `image` (1, 3, h*ds, w*ds) float32 in [-1, 1],
   not clamped: the one-step decoder at t = 0 (multi-step sampling stays in PyTorch). To 8 bits
   as the codec does: floor((x + 1) * 127.5 + 0.5), clipped to 0..255.
+- `prior.npz` (models with an index prior): the entropy coder's tables, which decoding a stream
+  needs besides the decoder.
 - `model.json`: the model's name, identity (what streams name), config, the padding rule
   (edge-pad bottom/right to a multiple of `size_unit`, crop the output back) and the graphs'
   input/output names.
@@ -25,9 +27,11 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
+from .entropy.prior import IndexPrior
 from .errors import InputError, OutputError, option
 from .models.network import CodLiteNet
 
@@ -71,11 +75,12 @@ def export_onnx(model: "str | os.PathLike | object", out_dir: str | os.PathLike,
     existing = [name for name in FILES if (target / name).exists()]
     if existing and not overwrite:
         raise OutputError(f"'{target / existing[0]}' already exists; replace it with {option('--force', 'overwrite=True')}")
-    return write_graphs(codec.net, codec.weights_sha256, target)
+    return write_graphs(codec.net, codec.weights_sha256, target, codec.prior)
 
 
-def write_graphs(net: CodLiteNet, weights_sha256: str, target: Path) -> Path:
-    """The three files of `export_onnx` for a loaded network, moved into `target` together."""
+def write_graphs(net: CodLiteNet, weights_sha256: str, target: Path, prior: "IndexPrior | None" = None) -> Path:
+    """The files of `export_onnx` for a loaded network (and its index prior, which entropy
+    decoding needs: prior.npz), moved into `target` together."""
     try:
         import onnx
         import onnxscript  # noqa: F401 - the exporter's dependency: fail here with the hint
@@ -106,8 +111,13 @@ def write_graphs(net: CodLiteNet, weights_sha256: str, target: Path) -> Path:
             "decoder": {"input": "indices (1, h, w) int64", "output": "image (1, 3, h*ds, w*ds) float32 in [-1, 1]; 8 bits: floor((x + 1) * 127.5 + 0.5) clipped"},
             "opset": OPSET,
         }
+        names = list(FILES)
+        if prior is not None:
+            np.savez(tmp_dir / "prior.npz", **prior.to_arrays())
+            names.insert(2, "prior.npz")
+            record["prior"] = "prior.npz: the index prior's arrays (cod_lite.entropy.prior.IndexPrior.from_arrays)"
         (tmp_dir / "model.json").write_text(json.dumps(record, indent=2) + "\n")
-        for name in FILES:  # model.json last: its presence means a complete export
+        for name in names:  # model.json last: its presence means a complete export
             os.replace(tmp_dir / name, target / name)
     return target
 

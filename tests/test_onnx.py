@@ -129,3 +129,18 @@ def test_cli_export_and_backend(tiny_weights, tmp_path, isolated_home):
     assert CliRunner().invoke(cli, ["compress", str(tmp_path / "p.png"), str(tmp_path / "p.cod"), *args]).exit_code == 0
     assert CliRunner().invoke(cli, ["decompress", str(tmp_path / "p.cod"), str(tmp_path / "back.png"), *args]).exit_code == 0
     assert Image.open(tmp_path / "back.png").size == (64, 48)
+
+
+def test_the_deploy_example_decodes_a_stream_without_the_torch_network(tmp_path):
+    """examples/decode_onnx.py: container and entropy decoding by cod-lite's reader, the pixels by
+    decoder.onnx, the colour side information applied; equal to the codec's decode within 1 level."""
+    import runpy
+
+    codec = cod_lite.load_model("cod-lite-s-0.03", precision="fp32")
+    image = np.asarray(Image.open(PARITY / "image.png").convert("RGB"))
+    stream = codec.encode(image)
+    graphs = cod_lite.export_onnx(codec, tmp_path / "graphs")
+    assert (graphs / "prior.npz").is_file()
+    example = runpy.run_path(str(PARITY.parents[2] / "examples" / "decode_onnx.py"))
+    decoded = example["decode"](graphs, stream)
+    assert np.abs(decoded.astype(int) - np.asarray(codec.decode(stream))).max() <= 1
