@@ -79,12 +79,17 @@ def main() -> int:
                 for key, value in values.items():
                     acc[key] = acc.get(key, 0.0) + value / len(files)
             if args.crop_out and path == files[0]:
-                save_crop(args.crop_out, [image, results[name][1], results["AVIF"][1]])
+                bpp = {label: 8 * len(results[label][0]) / pixels for label in (name, "AVIF")}
+                save_crop(args.crop_out, [image, results[name][1], results["AVIF"][1]],
+                          ["original", f"{name}: {bpp[name]:.3f} bpp", f"AVIF: {bpp['AVIF']:.3f} bpp"])
             print(f"{name} {path.name}: {8 * len(data) / pixels:.4f} bpp", file=sys.stderr)
         for label, acc in sums.items():
             rows.append((name, label, acc))
     table = [
-        f"Kodak, first {len(files)} images, means. Classical codecs get at least our bytes per image.",
+        "# Kodak against classical codecs",
+        "",
+        f"Kodak, first {len(files)} images, means. Classical codecs get at least our bytes per image "
+        f"(`python benchmarks/kodak.py --out docs/kodak.md`).",
         "",
         "| model | codec | bpp | PSNR | MS-SSIM | LPIPS-Alex | DISTS | colour dE | blockiness | pattern |",
         "|---|---|---|---|---|---|---|---|---|---|",
@@ -106,12 +111,20 @@ def main() -> int:
     return 0
 
 
-def save_crop(path: Path, images: Sequence[np.ndarray], size: int = 256) -> None:
-    """The centre size x size crop of each image (all of one size), side by side, left to right."""
+def save_crop(path: Path, images: Sequence[np.ndarray], captions: Sequence[str], size: int = 256) -> None:
+    """The centre size x size crop of each image (all of one size), side by side, left to right,
+    each captioned underneath (what it is, its bits per pixel)."""
+    from PIL import ImageDraw
+
     h, w = images[0].shape[:2]
     top, left = (h - size) // 2, (w - size) // 2
     tiles = [a[top : top + size, left : left + size] for a in images]
-    Image.fromarray(np.concatenate(tiles, axis=1)).save(path)
+    sheet = Image.new("RGB", (size * len(tiles), size + 20), "white")
+    sheet.paste(Image.fromarray(np.concatenate(tiles, axis=1)), (0, 0))
+    draw = ImageDraw.Draw(sheet)
+    for i, caption in enumerate(captions):
+        draw.text((i * size + 6, size + 4), caption, fill="black")
+    sheet.save(path)
 
 
 if __name__ == "__main__":
