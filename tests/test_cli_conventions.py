@@ -80,7 +80,7 @@ def test_bpp_picks_the_nearest_bundled_rate_on_a_log_scale(target, expected):
 
 @pytest.mark.parametrize("target", [5, 0.001, 1.5])
 def test_a_rate_no_bundled_model_comes_near_is_refused_with_the_range(target, tmp_path):
-    with pytest.raises(cod_lite.InputError, match=r"give a rate in 0.0039.*-1 \(the bundled models make 0.0078.*-0.5"):
+    with pytest.raises(cod_lite.InputError, match=r"give a rate in 0.0039-1 \(the bundled models make 0.0078-0.5"):
         cod_lite.model_for_bpp(target)
     Image.fromarray(photo(32, 32)).save(tmp_path / "p.png")
     assert_one_line_error(invoke("compress", tmp_path / "p.png", tmp_path / "p.cod", "--bpp", target), "no bundled model codes near")

@@ -128,8 +128,8 @@ def model_for_bpp(target: float) -> str:
     low, high = bundled_range()
     if not low / 2 <= target <= high * 2:
         raise InputError(
-            f"no bundled model codes near {target:g} bits per pixel: give a rate in {low / 2:g}-{high * 2:g} "
-            f"(the bundled models make {low:g}-{high:g}; the authors' official:0.0039 goes lower)"
+            f"no bundled model codes near {target:g} bits per pixel: give a rate in {low / 2:.2g}-{high * 2:.2g} "
+            f"(the bundled models make {low:.2g}-{high:.2g}; the authors' official:0.0039 goes lower)"
         )
     bundled = [i for i in available_models() if i.origin == "bundled"]
     return min(bundled, key=lambda i: (abs(math.log(i.config.nominal_bpp / target)), i.name)).name
