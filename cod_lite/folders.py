@@ -1,7 +1,9 @@
 """Whole-folder conversion: images -> .cod streams or back, resumable, shardable, never stopped by one bad file.
 
-Image decoding and file writing run in a thread pool (Pillow and file I/O release the GIL) while
-the network runs in the calling thread, so I/O overlaps with compute.
+A conversion is checked and planned once (`prepare` -> `Job`), then run by an engine: locally,
+image decoding and file writing run in a thread pool (Pillow and file I/O release the GIL) while
+the network runs in the calling thread, so I/O overlaps with compute; or on Ray (`ray_engine`).
+Folders may be local or fsspec URLs (`storage.Tree`).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -25,8 +27,8 @@ from . import bitstream
 from .bitstream import bits_per_pixel
 from .codec import Codec, decode, load_model, torch_device
 from .errors import CodLiteError, InputError, option
-from .fileio import atomic_write, read_input
-from .image_io import IMAGE_SUFFIXES, SAVE_FORMATS, load_image, metadata_kinds, read_metadata, save_format, save_image
+from .image_io import IMAGE_SUFFIXES, SAVE_FORMATS, encode_image, load_image, metadata_kinds, read_metadata, save_format
+from .storage import Tree
 from .zoo import model_for_bpp, model_for_quality
 from .tiling import DEFAULT_MAX_MEMORY
 
@@ -87,29 +89,21 @@ def in_shard(relative: str, shard: tuple[int, int] | None) -> bool:
     return int.from_bytes(digest[:8], "little") % shard[1] == shard[0]
 
 
-def is_input(path: Path, decompress: bool) -> bool:
+def is_input(tree: Tree, rel: str, decompress: bool) -> bool:
     """Whether a file is something this direction converts: a stream (.cod, or a file that starts
     with the stream magic) when decompressing; an image (a known image suffix, or an unknown one
     whose first bytes Pillow recognises) when compressing, never a stream."""
-    suffix = path.suffix.lower()
+    suffix = PurePosixPath(rel).suffix.lower()
     if suffix == STREAM_SUFFIX:
         return decompress
     if decompress:
-        return _head(path).startswith(bitstream.MAGIC)
+        return tree.head(rel).startswith(bitstream.MAGIC)
     if suffix in IMAGE_SUFFIXES:
         return True
-    head = _head(path)
+    head = tree.head(rel)
     return not head.startswith(bitstream.MAGIC) and bool(head) and any(
         accept(head) for fmt, accept in _pillow_openers() if fmt != "COD"
     )
-
-
-def _head(path: Path, size: int = 64) -> bytes:
-    try:
-        with open(path, "rb") as f:
-            return f.read(size)
-    except OSError:
-        return b""
 
 
 def _pillow_openers() -> list[tuple[str, Callable[[bytes], Any]]]:
@@ -122,52 +116,109 @@ def _pillow_openers() -> list[tuple[str, Callable[[bytes], Any]]]:
 
 
 def plan(
-    src: Path, dst: Path, decompress: bool, image_format: str, shard: tuple[int, int] | None,
+    src: Tree, dst: Tree, decompress: bool, image_format: str, shard: tuple[int, int] | None,
     include: Sequence[str] = (), exclude: Sequence[str] = (),
-) -> tuple[list[tuple[Path, Path]], int]:
-    """(source, output) for every input under src in this shard (sorted; non-hidden regular files
-    that `is_input` accepts, match an `include` glob if any is given and no `exclude` glob; globs
-    match the path relative to src or the file name), and how many other files were left alone."""
-    if not src.is_dir():
-        raise InputError(f"'{src}' is not a folder")
-    if dst.resolve().is_relative_to(src.resolve()):
-        raise InputError(f"the output folder '{dst}' must not be the input folder '{src}' or lie inside it")
+) -> tuple[list[tuple[str, str]], int]:
+    """(source, output) relative paths for every input under src in this shard (sorted; non-hidden
+    regular files that `is_input` accepts, match an `include` glob if any is given and no
+    `exclude` glob; globs match the relative path or the file name), and how many other files
+    were left alone."""
+    if not src.is_folder():
+        raise InputError(f"'{src.location}' is not a folder")
+    if src.contains(dst):
+        raise InputError(f"the output folder '{dst.location}' must not be the input folder '{src.location}' or lie inside it")
     pairs, ignored = [], 0
-    for path in sorted(src.rglob("*")):
-        rel = path.relative_to(src)
-        if not path.is_file() or any(part.startswith(".") for part in rel.parts):
+    for rel in src.files():
+        if not in_shard(rel, shard):
             continue
-        if not in_shard(rel.as_posix(), shard):
-            continue
-        matches = lambda globs: any(fnmatch.fnmatch(rel.as_posix(), g) or fnmatch.fnmatch(rel.name, g) for g in globs)  # noqa: E731
-        if (include and not matches(include)) or matches(exclude) or not is_input(path, decompress):
+        name = PurePosixPath(rel)
+        matches = lambda globs: any(fnmatch.fnmatch(rel, g) or fnmatch.fnmatch(name.name, g) for g in globs)  # noqa: E731
+        if (include and not matches(include)) or matches(exclude) or not is_input(src, rel, decompress):
             ignored += 1
             continue
         if decompress:
-            name = rel.name[: -len(STREAM_SUFFIX)] if rel.name.endswith(STREAM_SUFFIX) else rel.name
-            out = dst / rel.parent / f"{Path(name).stem}.{image_format}"
+            stem = name.name[: -len(STREAM_SUFFIX)] if name.name.endswith(STREAM_SUFFIX) else name.name
+            out = name.parent / f"{PurePosixPath(stem).stem}.{image_format}"
         else:
-            out = dst / rel.parent / f"{rel.stem}{STREAM_SUFFIX}"
-        pairs.append((path, out))
+            out = name.parent / f"{name.stem}{STREAM_SUFFIX}"
+        pairs.append((rel, out.as_posix()))
     return pairs, ignored
 
 
-def convert(
+@dataclass
+class Job:
+    """One conversion, checked and planned: what both engines (this module's threads and
+    `ray_engine`) run. `todo` holds (source, output) paths relative to the two trees."""
+
+    src: Tree
+    dst: Tree
+    decompress: bool
+    todo: list[tuple[str, str]]
+    summary: ConvertSummary
+    model: str | os.PathLike | Codec | None
+    options: dict[str, Any]  # load_model's
+    coding: dict[str, Any]  # steps/seed when decoding, colour when encoding
+    kinds: tuple[str, ...]  # metadata carried
+    image_format: str
+    quality: int | None
+    force: bool
+
+    def codec(self) -> Codec | None:
+        """The model files are converted with (None: decompressing, each stream names its own)."""
+        if isinstance(self.model, Codec):
+            return self.model
+        return None if self.decompress and self.model is None else load_model(self.model or "default", **self.options)
+
+    def load(self, rel: str) -> Any:
+        """A source's input: a stream's bytes, or an image's (pixels, metadata of `kinds`)."""
+        data = self.src.read(rel)
+        if self.decompress:
+            return data
+        return load_image(data), (read_metadata(data, self.kinds) if self.kinds else {})
+
+    def output(self, data_in: Any, result: Any) -> tuple[bytes, int]:
+        """(the output file's bytes, pixels) of one converted file."""
+        if not self.decompress:
+            return result, data_in[0].shape[0] * data_in[0].shape[1]
+        carried = {k: v for k, v in bitstream.parse(data_in).metadata.items() if k in self.kinds}
+        return encode_image(result, f".{self.image_format}", carried, self.quality), result.shape[0] * result.shape[1]
+
+    def convert(self, codec: Codec | None, inputs: list[Any]) -> list[Any]:
+        """Streams or images for loaded inputs, through the network together where they can go
+        (`encode_many`/`decode_many`); if that fails, one by one, so an error is charged to the
+        file that caused it (an exception in its place)."""
+        if codec is not None:  # without one, each stream names its own model: file by file
+            try:
+                if self.decompress:
+                    return codec.decode_many(inputs, **self.coding)
+                return codec.encode_many([p for p, _ in inputs], metadata=[m for _, m in inputs], **self.coding)
+            except Exception:  # noqa: BLE001 - retried file by file below
+                pass
+        results: list[Any] = []
+        for data in inputs:
+            try:
+                if not self.decompress:
+                    results.append(codec.encode_many([data[0]], metadata=[data[1]], **self.coding)[0])
+                else:
+                    results.append(np.asarray(codec.decode(data, **self.coding) if codec else decode(data, **self.options, **self.coding)))
+            except Exception as e:  # noqa: BLE001
+                results.append(e)
+        return results
+
+
+def prepare(
     src: str | os.PathLike,
     dst: str | os.PathLike,
     *,
     model: str | os.PathLike | Codec | None = None,
     decompress: bool = False,
     image_format: str = "png",
-    workers: int = 4,
     shard: str | tuple[int, int] | None = None,
     force: bool = False,
-    progress: bool = True,
     on_failure: FailureHook | None = None,
     max_memory: int | str = DEFAULT_MAX_MEMORY,
     compile: bool = False,
     device: str | None = None,
-    batch_size: int | None = None,
     precision: str = "auto",
     steps: int | None = None,
     seed: int | None = None,
@@ -178,24 +229,11 @@ def convert(
     metadata: str | Sequence[str] | None = None,
     colour: bool = True,
     backend: str = "torch",
-) -> ConvertSummary:
-    """Convert every file under `src` into the mirrored tree under `dst` (see module docstring).
-
-    Existing outputs are skipped unless `force`, so an interrupted run resumes. A file that
-    cannot be converted is recorded in the summary (and passed to `on_failure(path, message)`),
-    and the run goes on. `max_memory`, `compile`, `precision`, `backend` and `device` are as in `load_model`; `device`
-    None means CUDA when available. Up to `batch_size` files (default 8 on a GPU, 1 on a CPU,
-    where batching gains nothing) go through the network together when they have one size.
-    `steps` / `seed` (with `decompress` only) are as in `decode`: every stream gets the same.
-    `bpp` or `quality` (0-100) pick the bundled model when compressing, as `codlite compress`;
-    decompressing, `quality` is that of lossy output formats (default 90). `metadata`: what of the
-    EXIF/ICC/XMP goes along (default: none into streams, all of a stream's into images);
-    `colour`: colour side information in the streams.
-    Only inputs of the direction are converted (`is_input`: images, or streams with `decompress`;
-    `include` / `exclude` globs narrow them); other files are counted as left alone, never failed.
-    Decompressed images keep the EXIF, ICC profile and XMP their streams carry.
-    """
-    src, dst = Path(src), Path(dst)
+    storage_options: dict[str, Any] | None = None,
+) -> Job:
+    """`convert`'s arguments checked once (before any file) and its files planned: what is to do,
+    what is already done (skipped) and what would collide (failed)."""
+    source, target = Tree(src, storage_options), Tree(dst, storage_options)
     if isinstance(shard, str):
         shard = parse_shard(shard)
     image_format = image_format.lower().lstrip(".")
@@ -213,116 +251,125 @@ def convert(
         model = model_for_bpp(bpp)
     if not decompress and (steps is not None or seed is not None):
         raise InputError(f"steps and seed choose how streams are decoded; they need {option('--decompress', 'decompress=True')}")
-    pairs, ignored = plan(src, dst, decompress, image_format, shard, include, exclude)
-    target = torch_device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    batch_size = batch_size or (8 if target.type == "cuda" else 1)
-    options = {"max_memory": max_memory, "compile": compile, "device": str(target), "precision": precision, "backend": backend}
-    codec = model if isinstance(model, Codec) else (None if decompress and model is None else load_model(model or "default", **options))
-    kinds = metadata_kinds(metadata if metadata is not None else ("all" if decompress else "none"))
-    sampling = {"steps": steps, "seed": seed} if decompress else {"colour": colour}
-    if codec is not None and steps is not None:
-        codec.steps_for(steps)  # a one-step model refuses once, not once per file
+    pairs, ignored = plan(source, target, decompress, image_format, shard, include, exclude)
+    device_name = str(torch_device(device or ("cuda" if torch.cuda.is_available() else "cpu")))
+    options = {"max_memory": max_memory, "compile": compile, "device": device_name, "precision": precision, "backend": backend}
     summary = ConvertSummary(compressing=not decompress, ignored=ignored)
-    start = time.perf_counter()
     todo, claimed = [], {}
-    for source, out in pairs:
+    for rel, out in pairs:
         if out in claimed:
-            _fail(summary, on_failure, source, f"its output {out} would also be written from {claimed[out]}")
-        elif os.path.lexists(out) and not force:
+            _fail(summary, on_failure, source.label(rel), f"its output {target.label(out)} would also be written from {source.label(claimed[out])}")
+        elif target.exists(out) and not force:
             summary.skipped += 1
         else:
-            claimed[out] = source
-            todo.append((source, out))
+            claimed[out] = rel
+            todo.append((rel, out))
+    kinds = metadata_kinds(metadata if metadata is not None else ("all" if decompress else "none"))
+    coding = {"steps": steps, "seed": seed} if decompress else {"colour": colour}
+    return Job(source, target, decompress, todo, summary, model, options, coding, kinds, image_format, quality, force)
 
-    bar = tqdm(total=len(todo), unit="file", disable=not progress, dynamic_ncols=True)
+
+def convert(
+    src: str | os.PathLike,
+    dst: str | os.PathLike,
+    *,
+    engine: str = "local",
+    workers: int = 4,
+    progress: bool = True,
+    on_failure: FailureHook | None = None,
+    batch_size: int | None = None,
+    address: str | None = None,
+    gpus_per_worker: float = 0.0,
+    **options: Any,
+) -> ConvertSummary:
+    """Convert every file under `src` into the mirrored tree under `dst` (see module docstring);
+    either may be a local folder or an fsspec URL (s3://bucket/photos, memory://..., with
+    `storage_options`).
+
+    Existing outputs are skipped unless `force`, so an interrupted run resumes. A file that
+    cannot be converted is recorded in the summary (and passed to `on_failure(path, message)`),
+    and the run goes on. `model`, `max_memory`, `compile`, `precision`, `backend` and `device`
+    are as in `load_model`; `device` None means CUDA when available. Up to `batch_size` files
+    (default 8 on a GPU, 1 on a CPU, where batching gains nothing) go through the network together
+    when they have one size. `steps` / `seed` (with `decompress` only) are as in `decode`: every
+    stream gets the same. `bpp` or `quality` (0-100) pick the bundled model when compressing, as
+    `codlite compress`; decompressing, `quality` is that of lossy output formats (default 90).
+    `metadata`: what of the EXIF/ICC/XMP goes along (default: none into streams, all of a
+    stream's into images); `colour`: colour side information in the streams. Only inputs of the
+    direction are converted (`is_input`: images, or streams with `decompress`; `include` /
+    `exclude` globs narrow them); other files are counted as left alone, never failed.
+
+    `engine="ray"` runs the same job on a Ray cluster (`ray_engine`: `address`, `workers` actors
+    with `gpus_per_worker` each); the default "local" engine runs `workers` I/O threads beside the
+    network in this process.
+    """
+    job = prepare(src, dst, on_failure=on_failure, **options)
+    start = time.perf_counter()
+    if engine == "ray":
+        from .ray_engine import run as run_on_ray
+
+        run_on_ray(job, on_failure, workers=workers, address=address, gpus_per_worker=gpus_per_worker, batch_size=batch_size or 1)
+    elif engine == "local":
+        _run_locally(job, on_failure, workers, progress, batch_size)
+    else:
+        raise InputError(f"unknown engine '{engine}'; use local or ray")
+    job.summary.seconds = time.perf_counter() - start
+    return job.summary
+
+
+def _run_locally(job: Job, on_failure: FailureHook | None, workers: int, progress: bool, batch_size: int | None) -> None:
+    codec = job.codec()
+    if codec is not None and job.coding.get("steps") is not None:
+        codec.steps_for(job.coding["steps"])  # a one-step model refuses once, not once per file
+    batch_size = batch_size or (8 if torch.device(job.options["device"]).type == "cuda" else 1)
+    summary = job.summary
+    bar = tqdm(total=len(job.todo), unit="file", disable=not progress, dynamic_ncols=True)
     with bar, ThreadPoolExecutor(max(1, workers)) as pool:
-        writes: list[tuple[Path, Future]] = []
-        pending = _prefetch(pool, todo, decompress, kinds, max(workers, batch_size))
+        writes: list[tuple[str, Future]] = []
+        pending = _prefetch(pool, job, max(workers, batch_size))
         while chunk := list(itertools.islice(pending, batch_size)):
             loaded = []
-            for source, out, future in chunk:
+            for rel, out, future in chunk:
                 try:
-                    loaded.append((source, out, future.result()))
+                    loaded.append((rel, out, future.result()))
                 except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
-                    _fail(summary, on_failure, source, _describe(e))
-            for source, out, data_in, result in _convert_chunk(codec, loaded, decompress, options, sampling):
+                    _fail(summary, on_failure, job.src.label(rel), _describe(e))
+            results = job.convert(codec, [data for _, _, data in loaded])
+            for (rel, out, data_in), result in zip(loaded, results):
                 try:
                     if isinstance(result, Exception):
                         raise result
-                    pixels = result if decompress else data_in[0]
-                    out.parent.mkdir(parents=True, exist_ok=True)
-                    if decompress:
-                        carried = {k: v for k, v in bitstream.parse(data_in).metadata.items() if k in kinds}
-                        writes.append((source, pool.submit(save_image, pixels, out, overwrite=force, metadata=carried, quality=quality)))
-                        summary.bytes_in += len(data_in)
-                    else:
-                        writes.append((source, pool.submit(atomic_write, out, result, overwrite=force)))
-                        summary.bytes_in += source.stat().st_size
-                        bar.set_postfix(bpp=f"{bits_per_pixel(len(result), pixels.shape[1], pixels.shape[0]):.4f}")
-                    summary.pixels += pixels.shape[0] * pixels.shape[1]
+                    data_out, pixels = job.output(data_in, result)
+                    writes.append((job.src.label(rel), pool.submit(job.dst.write, out, data_out, job.force)))
+                    summary.bytes_in += len(data_in) if job.decompress else job.src.size(rel)
+                    summary.pixels += pixels
+                    if not job.decompress:
+                        bar.set_postfix(bpp=f"{bits_per_pixel(len(result), pixels, 1):.4f}")
                 except Exception as e:  # noqa: BLE001
-                    _fail(summary, on_failure, source, _describe(e))
+                    _fail(summary, on_failure, job.src.label(rel), _describe(e))
             bar.update(len(chunk))
             writes = _collect(writes, summary, on_failure, wait=False)
         _collect(writes, summary, on_failure, wait=True)
-    summary.seconds = time.perf_counter() - start
-    return summary
 
 
-def _convert_chunk(
-    codec: Codec | None, loaded: list[tuple[Path, Path, Any]], decompress: bool, options: dict[str, Any], sampling: dict[str, Any],
-) -> list[tuple[Path, Path, Any, Any]]:
-    """(source, output, input, stream or image or the exception) per loaded file. Files go through
-    the network together (`encode_many`/`decode_many`); if that fails, one by one, so an error
-    is charged to the file that caused it. `sampling`: the steps/seed of decoding, or the colour
-    choice of encoding. Inputs are streams, or (pixels, metadata) when encoding."""
-    inputs = [data for _, _, data in loaded]
-    results = _run(codec, inputs, decompress, options, sampling)
-    return [(source, out, data, result) for (source, out, data), result in zip(loaded, results)]
-
-
-def _run(codec: Codec | None, inputs: list[Any], decompress: bool, options: dict[str, Any], sampling: dict[str, Any]) -> list[Any]:
-    if codec is not None:  # without one, each stream names its own model: file by file
-        try:
-            if decompress:
-                return codec.decode_many(inputs, **sampling)
-            return codec.encode_many([p for p, _ in inputs], metadata=[m for _, m in inputs], **sampling)
-        except Exception:  # noqa: BLE001 - retried file by file below
-            pass
-    results: list[Any] = []
-    for data in inputs:
-        try:
-            if not decompress:
-                results.append(codec.encode_many([data[0]], metadata=[data[1]], **sampling)[0])
-            else:
-                results.append(np.asarray(codec.decode(data, **sampling) if codec else decode(data, **options, **sampling)))
-        except Exception as e:  # noqa: BLE001
-            results.append(e)
-    return results
-
-
-def _prefetch(
-    pool: ThreadPoolExecutor, todo: list[tuple[Path, Path]], decompress: bool, kinds: tuple[str, ...], depth: int,
-) -> Iterator[tuple[Path, Path, Future]]:
-    """Yield (source, output, future of its input) with up to `depth` inputs loading ahead: a
-    stream's bytes, or an image's (pixels, metadata of `kinds`)."""
-    reader = read_input if decompress else lambda path: (load_image(path), read_metadata(path, kinds) if kinds else {})
-    futures: list[tuple[Path, Path, Future]] = []
-    for source, out in todo:
-        futures.append((source, out, pool.submit(reader, source)))
+def _prefetch(pool: ThreadPoolExecutor, job: Job, depth: int) -> Iterator[tuple[str, str, Future]]:
+    """Yield (source, output, future of its input) with up to `depth` inputs loading ahead."""
+    futures: list[tuple[str, str, Future]] = []
+    for rel, out in job.todo:
+        futures.append((rel, out, pool.submit(job.load, rel)))
         if len(futures) > depth:
             yield futures.pop(0)
     yield from futures
 
 
-def _collect(writes: list[tuple[Path, Future]], summary: ConvertSummary, on_failure: FailureHook | None, wait: bool) -> list[tuple[Path, Future]]:
+def _collect(writes: list[tuple[str, Future]], summary: ConvertSummary, on_failure: FailureHook | None, wait: bool) -> list[tuple[str, Future]]:
     pending = []
     for source, future in writes:
         if not wait and not future.done():
             pending.append((source, future))
             continue
         try:
-            summary.bytes_out += Path(future.result()).stat().st_size
+            summary.bytes_out += future.result()
             summary.done += 1
         except Exception as e:  # noqa: BLE001
             _fail(summary, on_failure, source, _describe(e))
@@ -333,7 +380,7 @@ def _describe(error: Exception) -> str:
     return str(error) if isinstance(error, (CodLiteError, OSError)) else f"{type(error).__name__}: {error}"
 
 
-def _fail(summary: ConvertSummary, on_failure: FailureHook | None, source: Path, message: str) -> None:
-    summary.failed.append((str(source), message))
+def _fail(summary: ConvertSummary, on_failure: FailureHook | None, source: str, message: str) -> None:
+    summary.failed.append((source, message))
     if on_failure is not None:
-        on_failure(str(source), message)
+        on_failure(source, message)

@@ -10,6 +10,7 @@ from PIL import Image
 
 import cod_lite
 from cod_lite.folders import in_shard, parse_shard, plan
+from cod_lite.storage import Tree
 from cod_lite_cli.main import cli
 
 
@@ -72,8 +73,9 @@ def test_decompressed_images_keep_the_metadata_their_streams_carry(photos, tmp_p
 
 
 def test_shards_partition_the_files(photos):
-    everything = {p for p, _ in plan(photos, photos.parent / "o", False, "png", None)[0]}
-    parts = [{p for p, _ in plan(photos, photos.parent / "o", False, "png", (i, 3))[0]} for i in range(3)]
+    src, dst = Tree(photos), Tree(photos.parent / "o")
+    everything = {p for p, _ in plan(src, dst, False, "png", None)[0]}
+    parts = [{p for p, _ in plan(src, dst, False, "png", (i, 3))[0]} for i in range(3)]
     assert set().union(*parts) == everything and sum(map(len, parts)) == len(everything)
     assert in_shard("x/y.png", (0, 1))
     for bad in ("1/1", "3", "a/b", "-1/2"):
