@@ -449,19 +449,29 @@ def fit_prior(model_name: str, images: str, output: str, max_images: int | None,
 @threads_option
 @steps_option
 @seed_option
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="local: I/O threads beside the network in this process; ray: a Ray cluster (network actors, streaming).")
+@click.option("--address", default=None, help="Ray cluster to join (e.g. ray://head:10001) [default: a local one for the run].")
+@click.option("--gpus-per-worker", type=click.FloatRange(min=0), default=0.0, show_default=True, help="GPUs per Ray network actor.")
+@click.option("--storage-option", "storage_options", multiple=True, metavar="KEY=VALUE",
+              help="fsspec option for s3:// gs:// az:// ... folders (VALUE as JSON where it parses); repeatable.")
 @quiet_option
 @friendly_errors
 def convert(
     src: str, dst: str, model: str | None, target_bpp: float | None, quality: int | None, decompress: bool, image_format: str,
     include: tuple[str, ...], exclude: tuple[str, ...], no_colour: bool, metadata: str | None, workers: int, shard: str | None,
     force: bool, max_memory: str, compile_: bool, device: str | None, batch_size: int | None, precision: str, backend: str,
-    threads: int | None, steps: int | None, seed: int | None, quiet: bool,
+    threads: int | None, steps: int | None, seed: int | None, engine: str, address: str | None, gpus_per_worker: float,
+    storage_options: tuple[str, ...], quiet: bool,
 ) -> None:
     """Convert a whole folder (recursively) into DST, mirroring its tree.
 
     Images become streams (or, with --decompress, .cod streams become images); other files are
     left alone and counted. Existing outputs are skipped, so an interrupted run resumes where it
     stopped. A file that fails is reported and the rest go on; the exit code is 1 if any failed.
+    SRC and DST may be fsspec URLs (s3://bucket/photos, gs://..., memory://...); endpoints and
+    credentials come from the environment (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...) or
+    --storage-option.
     """
     if threads:
         cod_lite.set_threads(threads)
@@ -469,12 +479,28 @@ def convert(
         src, dst, model=model, bpp=target_bpp, quality=quality, decompress=decompress, image_format=image_format,
         include=include, exclude=exclude, colour=not no_colour, metadata=metadata, workers=workers, shard=shard, force=force,
         on_failure=_report_failure, max_memory=parse_memory(max_memory), compile=compile_, device=device, batch_size=batch_size,
-        precision=precision, backend=backend, steps=steps, seed=seed, progress=_progress() and not quiet,
+        precision=precision, backend=backend, steps=steps, seed=seed, progress=_progress() and not quiet, engine=engine,
+        address=address, gpus_per_worker=gpus_per_worker, storage_options=_storage_options(storage_options),
     )
     if not quiet or summary.failed:
         click.echo(summary.report())
     if summary.failed:
         sys.exit(1)
+
+
+def _storage_options(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """KEY=VALUE pairs as fsspec options, each VALUE read as JSON where it parses (numbers, true,
+    objects), else as text."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise cod_lite.InputError(f"--storage-option takes KEY=VALUE, got '{pair.split('=')[0]}...'")
+        try:
+            options[key] = json.loads(value)
+        except ValueError:
+            options[key] = value
+    return options
 
 
 @cli.command()
