@@ -1,0 +1,81 @@
+"""Folder conversion throughput: the local engine against Ray on one machine, in one run.
+
+    python benchmarks/convert.py --kodak ../shared/data/kodak            # files/s and MB/s, both engines
+    python benchmarks/convert.py --listing 10000                         # peak memory for a long listing
+
+Throughput: the same images compressed by each engine into a fresh folder (the model loaded
+before the clock starts for the local engine; Ray's time includes starting its cluster and
+actors, which is what a user waits for, and is also printed without them). Listing: N tiny
+images (16x16) compressed by each engine in a child process, whose peak RSS (and that of Ray's
+workers, summed at their peaks) is printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+import cod_lite
+
+
+def throughput(images: Path, model: str, workers: int) -> None:
+    size = sum(p.stat().st_size for p in images.iterdir())
+    cod_lite.load_model(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        rows = []
+        for engine in ("local", "ray"):
+            start = time.perf_counter()
+            summary = cod_lite.convert(images, Path(tmp) / engine, model=model, engine=engine, workers=workers, progress=False)
+            seconds = time.perf_counter() - start
+            rows.append((engine, summary.done, seconds, summary.seconds))
+        for engine, done, seconds, inner in rows:
+            print(f"| {engine} | {done} | {seconds:.1f} s | {done / seconds:.3f} | {size / 2**20 / seconds:.2f} |")
+        print(f"ray / local files/s: x{rows[0][2] / rows[1][2]:.2f}")
+
+
+def listing(count: int, model: str, engine: str) -> None:
+    """Run in a child: compress `count` tiny images; print this process's peak RSS."""
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "src"
+        src.mkdir()
+        tiny = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
+        for i in range(count):
+            Image.fromarray(tiny).save(src / f"{i:06d}.png")
+        start = time.perf_counter()
+        summary = cod_lite.convert(src, Path(tmp) / "out", model=model, engine=engine, workers=1, progress=False)
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+        print(f"| {engine} | {count} | {summary.done} | {time.perf_counter() - start:.0f} s | {peak:.0f} MiB | {children:.0f} MiB |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--kodak", type=Path)
+    parser.add_argument("--listing", type=int)
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--engine", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.kodak:
+        print("| engine | files | wall | files/s | MB/s |\n|---|---|---|---|---|")
+        throughput(args.kodak, args.model, args.workers)
+    if args.listing and args.engine:
+        listing(args.listing, args.model, args.engine)
+    elif args.listing:
+        print("| engine | files listed | converted | wall | peak RSS (driver) | largest child peak RSS |\n|---|---|---|---|---|---|")
+        for engine in ("local", "ray"):
+            subprocess.run([sys.executable, __file__, "--listing", str(args.listing), "--engine", engine, "--model", args.model], check=True)
+    if not (args.kodak or args.listing):
+        parser.error("give --kodak DIR and/or --listing N")
+
+
+if __name__ == "__main__":
+    main()
