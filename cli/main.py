@@ -40,6 +40,10 @@ model_option = click.option("--model", "-m", default=None, help="Model name (see
 bpp_option = click.option("--bpp", "target_bpp", type=float, default=None, metavar="RATE",
                           help="Use the bundled model whose rate is closest to RATE bits per pixel (instead of --model).")
 device_option = click.option("--device", default=None, help="torch device, e.g. cpu or cuda:0 [default: cpu; convert: cuda if available]")
+effort_option = click.option(
+    "--effort", type=click.IntRange(0, 3), default=0, show_default=True,
+    help="Encoder search for indices that decode closer to the image (truer colour, a little more PSNR; 7-10x slower at 3; docs/models.md).",
+)
 no_colour_option = click.option("--no-colour", "no_colour", is_flag=True,
                                 help="Send no colour correction (a few bytes, sent where they remove a visible cast; encoding then decodes once).")
 
@@ -187,6 +191,7 @@ def _each(jobs: list[tuple[str, str]], work: Callable[[str, str], str], quiet: b
 @model_option
 @bpp_option
 @quality_option(COMPRESS_QUALITY)
+@effort_option
 @no_colour_option
 @metadata_option("none", "What of the input's EXIF (orientation reset: it is applied to the pixels), ICC profile and XMP the stream carries; every byte counts in bpp.")
 @memory_option
@@ -198,8 +203,8 @@ def _each(jobs: list[tuple[str, str]], work: Callable[[str, str], str], quiet: b
 @force_option
 @friendly_errors
 def compress(
-    paths: tuple[tuple[str, ...], str], model: str | None, target_bpp: float | None, quality: int | None, no_colour: bool, metadata: str,
-    max_memory: str, device: str | None, precision: str, backend: str, threads: int | None, quiet: bool, force: bool,
+    paths: tuple[tuple[str, ...], str], model: str | None, target_bpp: float | None, quality: int | None, effort: int, no_colour: bool,
+    metadata: str, max_memory: str, device: str | None, precision: str, backend: str, threads: int | None, quiet: bool, force: bool,
 ) -> None:
     """Compress images (PNG, JPEG, WebP, TIFF, ...) into .cod streams.
 
@@ -215,7 +220,7 @@ def compress(
     codec = cod_lite.load_model(name, device, max_memory=max_memory, precision=precision, backend=backend)
 
     def work(source: str, target: str) -> str:
-        about = cod_lite.compress_file(source, target, codec, metadata=metadata, colour=not no_colour, overwrite=force)
+        about = cod_lite.compress_file(source, target, codec, metadata=metadata, colour=not no_colour, effort=effort, overwrite=force)
         return f"{target}: {about.width}x{about.height}, {about.bytes} bytes, {about.bpp:.4f} bpp ({codec.name})"
 
     _each(jobs, work, quiet)
@@ -434,6 +439,7 @@ def fit_prior(model_name: str, images: str, output: str, max_images: int | None,
 @click.option("--format", "image_format", default="png", show_default=True, help="Image format written by --decompress.")
 @click.option("--include", multiple=True, metavar="GLOB", help="Only files whose path under SRC (or name) matches; repeatable.")
 @click.option("--exclude", multiple=True, metavar="GLOB", help="Leave out files whose path under SRC (or name) matches; repeatable.")
+@effort_option
 @no_colour_option
 @click.option("--metadata", default=None, metavar="all|none|exif,icc,xmp",
               help="What of EXIF, ICC profile and XMP goes along [default: none into streams, all into images].")
@@ -459,7 +465,7 @@ def fit_prior(model_name: str, images: str, output: str, max_images: int | None,
 @friendly_errors
 def convert(
     src: str, dst: str, model: str | None, target_bpp: float | None, quality: int | None, decompress: bool, image_format: str,
-    include: tuple[str, ...], exclude: tuple[str, ...], no_colour: bool, metadata: str | None, workers: int, shard: str | None,
+    include: tuple[str, ...], exclude: tuple[str, ...], effort: int, no_colour: bool, metadata: str | None, workers: int, shard: str | None,
     force: bool, max_memory: str, compile_: bool, device: str | None, batch_size: int | None, precision: str, backend: str,
     threads: int | None, steps: int | None, seed: int | None, engine: str, address: str | None, gpus_per_worker: float,
     storage_options: tuple[str, ...], quiet: bool,
@@ -477,7 +483,7 @@ def convert(
         cod_lite.set_threads(threads)
     summary = cod_lite.convert(
         src, dst, model=model, bpp=target_bpp, quality=quality, decompress=decompress, image_format=image_format,
-        include=include, exclude=exclude, colour=not no_colour, metadata=metadata, workers=workers, shard=shard, force=force,
+        include=include, exclude=exclude, colour=not no_colour, effort=effort, metadata=metadata, workers=workers, shard=shard, force=force,
         on_failure=_report_failure, max_memory=parse_memory(max_memory), compile=compile_, device=device, batch_size=batch_size,
         precision=precision, backend=backend, steps=steps, seed=seed, progress=_progress() and not quiet, engine=engine,
         address=address, gpus_per_worker=gpus_per_worker, storage_options=_storage_options(storage_options),

@@ -40,11 +40,11 @@ def size_groups(sizes: Sequence[tuple[int, int]], cost: Cost, config: ModelConfi
 
 def encode_many(
     codec: Codec, images: Sequence[ImageSource], methods: tuple[int, ...] | None = None, colour: bool = True,
-    metadata: Sequence[dict[str, bytes] | None] | None = None,
+    metadata: Sequence[dict[str, bytes] | None] | None = None, effort: int = 0,
 ) -> list[bytes]:
-    """Streams for several images (with `metadata[i]`, kind -> bytes, carried in stream i). Each
-    equals what `codec.encode` makes of its image, up to summation order (batched kernels may
-    flip a near-tied index)."""
+    """Streams for several images (with `metadata[i]`, kind -> bytes, carried in stream i; the
+    encoder's search at `effort` per image). Each equals what `codec.encode` makes of its image,
+    up to summation order (batched kernels may flip a near-tied index)."""
     pixels = [load_image(image) for image in images]
     indices: list[np.ndarray | None] = [None] * len(pixels)
     sizes = [codec.model_config.padded_size(*p.shape[:2]) for p in pixels]
@@ -54,7 +54,7 @@ def encode_many(
             grids = codec._quantize(batch).cpu().numpy().astype(np.int64)
         for i, grid in zip(group, grids):
             indices[i] = grid
-    grids = [grid if grid is not None else codec.quantize(p) for p, grid in zip(pixels, indices)]
+    grids = [codec.searched(p, grid if grid is not None else codec.quantize(p), effort) for p, grid in zip(pixels, indices)]
     carried = metadata if metadata is not None else [None] * len(pixels)
     return [codec._stream(grid, p, methods, m, colour) for p, grid, m in zip(pixels, grids, carried)]
 

@@ -14,6 +14,7 @@ import torch
 
 from . import batch, bitstream, colour, inference, tiling, zoo
 from .container import read_stream, write_stream
+from .effort import check_effort, search
 from .entropy.packing import unpack_indices
 from .entropy.prior import IndexPrior
 from .errors import BitstreamError, InputError
@@ -163,24 +164,40 @@ class Codec:
     # -- streams ------------------------------------------------------------------------------
     def encode(
         self, image: ImageSource, methods: tuple[int, ...] | None = None, metadata: str | Sequence[str] = "none",
-        colour: bool = True,
+        colour: bool = True, effort: int = 0,
     ) -> bytes:
         """Image (path, image-file bytes, PIL image or HxWx3 uint8 array) -> a cod-lite stream,
         entropy-coded with whichever of `methods` (default: all the model supports) gives the
         smallest payload. `metadata` ('none', 'all' or kinds of exif/icc/xmp) picks what of the
         source's EXIF, ICC profile and XMP the stream carries (docs/format.md). With `colour`, the
         encoder decodes its own indices and adds colour corrections where they pay for their
-        bytes (`cod_lite.colour`; encoding then takes one decode longer)."""
+        bytes (`cod_lite.colour`; encoding then takes one decode longer). `effort` 1-3 searches
+        for indices that decode closer to the image than the nearest codewords (`cod_lite.effort`;
+        0, the default, does not)."""
+        check_effort(effort)
         pixels = load_image(image)
         carried = read_metadata(image, metadata_kinds(metadata))
-        return self._stream(self.quantize(pixels), pixels, methods, carried, colour)
+        return self._stream(self.searched(pixels, self.quantize(pixels), effort), pixels, methods, carried, colour)
+
+    def searched(self, pixels: np.ndarray, indices: np.ndarray, effort: int) -> np.ndarray:
+        """`indices` of `pixels` after the encoder's search at `effort` (`cod_lite.effort`)."""
+        if not effort:
+            return indices
+        padded = self.padded(pixels)
+        if SEARCH_MEMORY * tiling.reconstruct_bytes(self.model_config, *padded.shape[:2]) > self.max_memory:
+            raise InputError(f"effort {effort} searches through the whole decoder, which needs more than max_memory for "
+                             f"this {pixels.shape[1]}x{pixels.shape[0]} image; raise it or use effort 0")
+        with torch.inference_mode(False), torch.enable_grad():
+            image01 = tiling.image_tensor(padded, self.device)
+            found = search(self.net, image01, torch.from_numpy(indices).to(self.device)[None], effort)
+        return found[0].cpu().numpy().astype(np.int64)
 
     def encode_many(
         self, images: Sequence[ImageSource], methods: tuple[int, ...] | None = None, colour: bool = True,
-        metadata: Sequence[dict[str, bytes] | None] | None = None,
+        metadata: Sequence[dict[str, bytes] | None] | None = None, effort: int = 0,
     ) -> list[bytes]:
         """Streams for several images, images of one size sharing network calls (`cod_lite.batch`)."""
-        return batch.encode_many(self, images, methods, colour, metadata)
+        return batch.encode_many(self, images, methods, colour, metadata, check_effort(effort))
 
     def _stream(
         self, indices: np.ndarray, pixels: np.ndarray, methods: tuple[int, ...] | None,
@@ -248,6 +265,7 @@ class Codec:
 
 
 PILLOW_INFO_KEYS = {"exif": "exif", "icc": "icc_profile", "xmp": "xmp"}  # metadata kind -> PIL info key
+SEARCH_MEMORY = 4  # the effort search's forward + backward against one decode's working memory
 
 
 def stream_metadata(image: PIL.Image.Image) -> dict[str, bytes]:
@@ -322,11 +340,12 @@ def encode(
     backend: str = "torch",
     metadata: str | Sequence[str] = "none",
     colour: bool = True,
+    effort: int = 0,
 ) -> bytes:
     """Compress an image (path, image-file bytes, PIL image or HxWx3 uint8 array) into a whole
     stream: the model's indices, entropy-coded, plus colour side information (`colour`) and the
     source's `metadata` ('none', 'all' or kinds of exif/icc/xmp). `bpp` picks the bundled model
-    nearest that rate instead of `model`. Models load once per process (cached), so calling this
+    nearest that rate instead of `model`; `effort` 1-3 searches for better indices (slower). Models load once per process (cached), so calling this
     per image is cheap; a `Codec` is used as it is (the loading options then do not apply)."""
     if bpp is not None:
         if model != "default":
@@ -334,7 +353,7 @@ def encode(
         model = zoo.model_for_bpp(bpp)
     codec = model if isinstance(model, Codec) else load_model(
         model, device, max_memory=max_memory, compile=compile, precision=precision, backend=backend)
-    return codec.encode(image, metadata=metadata, colour=colour)
+    return codec.encode(image, metadata=metadata, colour=colour, effort=effort)
 
 
 def decode(

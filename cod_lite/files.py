@@ -30,14 +30,15 @@ __all__ = ["DEFAULT_MAX_MEMORY", "IMAGE_FORMATS", "MAX_SEED", "STDIO", "atomic_w
 
 
 def compress_file(
-    source: PathLike, target: PathLike, codec: Codec, *, metadata: str = "none", colour: bool = True, overwrite: bool = False,
+    source: PathLike, target: PathLike, codec: Codec, *, metadata: str = "none", colour: bool = True, effort: int = 0,
+    overwrite: bool = False,
 ) -> StreamInfo:
-    """Code the image file `source` into the stream file `target` with `codec`; `metadata` and
-    `colour` as in `Codec.encode`. Returns what the stream holds."""
+    """Code the image file `source` into the stream file `target` with `codec`; `metadata`,
+    `colour` and `effort` as in `Codec.encode`. Returns what the stream holds."""
     kinds = metadata_kinds(metadata)
     if str(target) != STDIO:
         check_target(target, overwrite=overwrite)
-    data = codec.encode(read_input(source) if str(source) == STDIO else source, metadata=kinds, colour=colour)
+    data = codec.encode(read_input(source) if str(source) == STDIO else source, metadata=kinds, colour=colour, effort=effort)
     write_output(target, data, overwrite=overwrite)
     return inspect(data)
 

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from . import bitstream
 from .bitstream import bits_per_pixel
 from .codec import Codec, decode, load_model, torch_device
+from .effort import check_effort
 from .errors import CodLiteError, InputError, option
 from .image_io import IMAGE_SUFFIXES, SAVE_FORMATS, encode_image, load_image, metadata_kinds, read_metadata, save_format
 from .storage import Tree
@@ -228,6 +229,7 @@ def prepare(
     quality: int | None = None,
     metadata: str | Sequence[str] | None = None,
     colour: bool = True,
+    effort: int = 0,
     backend: str = "torch",
     storage_options: dict[str, Any] | None = None,
 ) -> Job:
@@ -251,6 +253,8 @@ def prepare(
         model = model_for_bpp(bpp)
     if not decompress and (steps is not None or seed is not None):
         raise InputError(f"steps and seed choose how streams are decoded; they need {option('--decompress', 'decompress=True')}")
+    if effort and decompress:
+        raise InputError(f"effort is the encoder's search: give {option('--effort', 'effort=')} when compressing")
     pairs, ignored = plan(source, target, decompress, image_format, shard, include, exclude)
     device_name = str(torch_device(device or ("cuda" if torch.cuda.is_available() else "cpu")))
     options = {"max_memory": max_memory, "compile": compile, "device": device_name, "precision": precision, "backend": backend}
@@ -265,7 +269,7 @@ def prepare(
             claimed[out] = rel
             todo.append((rel, out))
     kinds = metadata_kinds(metadata if metadata is not None else ("all" if decompress else "none"))
-    coding = {"steps": steps, "seed": seed} if decompress else {"colour": colour}
+    coding = {"steps": steps, "seed": seed} if decompress else {"colour": colour, "effort": check_effort(effort)}
     return Job(source, target, decompress, todo, summary, model, options, coding, kinds, image_format, quality, force)
 
 
@@ -295,7 +299,8 @@ def convert(
     stream gets the same. `bpp` or `quality` (0-100) pick the bundled model when compressing, as
     `codlite compress`; decompressing, `quality` is that of lossy output formats (default 90).
     `metadata`: what of the EXIF/ICC/XMP goes along (default: none into streams, all of a
-    stream's into images); `colour`: colour side information in the streams. Only inputs of the
+    stream's into images); `colour`: colour side information in the streams; `effort` (0-3): the
+    encoder's search for better indices (`cod_lite.effort`). Only inputs of the
     direction are converted (`is_input`: images, or streams with `decompress`; `include` /
     `exclude` globs narrow them); other files are counted as left alone, never failed.
 
