@@ -42,7 +42,7 @@ bpp_option = click.option("--bpp", "target_bpp", type=float, default=None, metav
 device_option = click.option("--device", default=None, help="torch device, e.g. cpu or cuda:0 [default: cpu; convert: cuda if available]")
 effort_option = click.option(
     "--effort", type=click.IntRange(0, 3), default=0, show_default=True,
-    help="Encoder search for indices that decode closer to the image (truer colour, a little more PSNR; 7-10x slower at 3; docs/models.md).",
+    help="Encoder search for indices that decode closer to the image: truer colour, a little more PSNR, 1-4 % more bits; 5-13x slower (docs/models.md).",
 )
 no_colour_option = click.option("--no-colour", "no_colour", is_flag=True,
                                 help="Send no colour correction (a few bytes, sent where they remove a visible cast; encoding then decodes once).")
