@@ -15,7 +15,6 @@ from tqdm import tqdm
 
 import cod_lite
 from cod_lite_cli.train import train_group
-from cod_lite.zoo import DEFAULT_MODEL, measured_rates
 from cod_lite.files import DEFAULT_MAX_MEMORY, IMAGE_FORMATS, MAX_SEED, STDIO, atomic_write, check_target, parse_memory, read_input
 
 def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -343,9 +342,9 @@ def models(official: bool) -> None:
     found = cod_lite.available_models()
     for m in found:
         c = m.config
-        rates = measured_rates(m)
+        rates = m.kodak_rates
         measured = f"Kodak {rates['min']:.4f}-{rates['max']:.4f} bpp (mean {rates['mean']:.4f})" if rates else "rate not measured"
-        mark = " (default)" if m.origin == "bundled" and m.name == DEFAULT_MODEL else ""
+        mark = " (default)" if m.is_default else ""
         click.echo(f"{m.name + mark:34s} {measured:44s} ds={c.ds:<2d} bits={c.codebook_bits}  {m.origin:7s} {m.path}")
     if not found:
         click.echo("no models found")

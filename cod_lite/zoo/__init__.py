@@ -30,6 +30,16 @@ class ModelInfo:
     config: ModelConfig
     weights_sha256: str
 
+    @property
+    def is_default(self) -> bool:
+        """Whether this is what `model="default"` loads (the bundled DEFAULT_MODEL)."""
+        return self.origin == "bundled" and self.name == DEFAULT_MODEL
+
+    @property
+    def kodak_rates(self) -> dict[str, float] | None:
+        """The measured Kodak rates of these weights (`measured_rates`), if recorded."""
+        return measured_rates(self)
+
 
 def measured_rates(info: ModelInfo) -> dict[str, float] | None:
     """The Kodak rates (bits per pixel: min, mean, max) in a model's JSON record, if measured for
