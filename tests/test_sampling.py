@@ -202,7 +202,7 @@ def test_convert_decompresses_a_folder_with_steps_and_seed(codec, stream, pretra
         assert np.array_equal(np.asarray(Image.open(dst / name)), expected)
     # steps belong to decoding; a one-step model refuses them once, before any file is written
     result = runner.invoke(cli, ["convert", str(src), str(tmp_path / "x"), "--steps", "3"])
-    assert result.exit_code == 1 and "need decompress" in result.output and len(result.output.strip().splitlines()) == 1
+    assert result.exit_code == 1 and "need --decompress" in result.output and len(result.output.strip().splitlines()) == 1
     result = runner.invoke(cli, ["convert", str(src), str(tmp_path / "y"), "-d", "--model", str(parity_weights), "--steps", "3"])
     assert result.exit_code == 1 and "one-step codec" in result.output and not (tmp_path / "y").exists()
 
