@@ -41,11 +41,12 @@ def search(net: CodLiteNet, image01: torch.Tensor, indices: torch.Tensor, effort
         z0 = codec.encoder(image01)
     z = z0.clone().requires_grad_(True)
     optimizer = torch.optim.Adam([z], lr=LEARNING_RATE * float(z0.std()))
+    modulation = net._t0_modulation().clone()  # the cache may be an inference-mode tensor: autograd needs a copy
     best, best_loss = indices, float("inf")
     for step in range(steps + 1):
         chosen = codec.bottleneck.indices(z.detach()) if step else indices
         quantized = z + (codec.bottleneck.lookup(chosen) - z).detach()  # straight-through
-        loss = objective(_decode(net, quantized), target)
+        loss = objective(net.decode_codewords(quantized, modulation), target)
         if loss.item() < best_loss:
             best, best_loss = chosen, loss.item()
         if step == steps:
@@ -60,12 +61,3 @@ def objective(decoded: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """L1 on pixels plus COLOUR_WEIGHT x L1 between 16x16 region means (both in [-1, 1])."""
     regions = F.avg_pool2d(decoded, COLOUR_BLOCK), F.avg_pool2d(target, COLOUR_BLOCK)
     return (decoded - target).abs().mean() + COLOUR_WEIGHT * (regions[0] - regions[1]).abs().mean()
-
-
-def _decode(net: CodLiteNet, quantized: torch.Tensor) -> torch.Tensor:
-    """`CodLiteNet.reconstruct` from codeword vectors instead of indices (differentiable)."""
-    cond = net.y_embedder.decoder(quantized)
-    b, _, h, w = cond.shape
-    x_t = cond.new_zeros(b, 3, h * net.patch, w * net.patch)
-    modulation = net._t0_modulation().clone()  # the cache may be an inference-mode tensor: autograd needs a copy
-    return net.refined(net.head(x_t, cond, net.trunk_at_zero(cond, modulation)))

@@ -57,11 +57,7 @@ class _Decoder(nn.Module):
         self.register_buffer("modulation", net._t0_modulation().detach().clone())
 
     def forward(self, indices: torch.Tensor) -> torch.Tensor:
-        net = self.net
-        cond = net.y_embedder.decode(indices)
-        b, _, h, w = cond.shape
-        x_t = cond.new_zeros(b, 3, h * net.patch, w * net.patch)
-        return net.refined(net.head(x_t, cond, net.trunk_at_zero(cond, self.modulation)))
+        return self.net.decode_codewords(self.net.y_embedder.bottleneck.lookup(indices), self.modulation)
 
 
 def export_onnx(model: "str | os.PathLike | object", out_dir: str | os.PathLike, *, overwrite: bool = False) -> Path:

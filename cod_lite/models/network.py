@@ -274,6 +274,15 @@ class CodLiteNet(nn.Module):
             s = block(s, mod)
         return s
 
+    def decode_codewords(self, codewords: torch.Tensor, modulation: torch.Tensor) -> torch.Tensor:
+        """The one-step t = 0 decode from codeword vectors (B, D, h, w) rather than indices, with an
+        explicit t = 0 `modulation`: what a graph export (a constant of the graph) and the
+        encoder's gradient search (straight-through codewords) run."""
+        cond = self.y_embedder.decoder(codewords)
+        b, _, h, w = cond.shape
+        x_t = cond.new_zeros(b, 3, h * self.patch, w * self.patch)
+        return self.refined(self.head(x_t, cond, self.trunk_at_zero(cond, modulation)))
+
     def head(self, x_t: torch.Tensor, cond: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
         """The per-pixel MLP of every 16x16 patch, given the trunk's output `s`: patch-local, so
         any patch-aligned tile of (x_t, cond, s) gives exactly that tile of the image (before
