@@ -1,11 +1,14 @@
 """Folder conversion throughput: the local engine against Ray on one machine, in one run.
 
     python benchmarks/convert.py --kodak ../shared/data/kodak            # files/s and MB/s, both engines
+    python benchmarks/convert.py --kodak ../shared/data/kodak --threads 16  # one process vs the split
     python benchmarks/convert.py --listing 10000                         # peak memory for a long listing
 
-Throughput: the same images compressed by each engine into a fresh folder (the model loaded
-before the clock starts for the local engine; Ray's time includes starting its cluster and
-actors, which is what a user waits for, and is also printed without them). Listing: N tiny
+Throughput: the same images compressed by each engine into a fresh folder: the local engine in one
+process with every thread, the local engine as `convert` splits the threads into network
+processes (printed where it splits: more than 4 threads), and Ray (the model loaded before the
+clock starts for the one-process row; the others' include starting their
+processes, cluster and actors, which is what a user waits for). Listing: N tiny
 images (16x16) compressed by each engine in a child process, whose peak RSS (and that of Ray's
 workers, summed at their peaks) is printed.
 """
@@ -21,24 +24,36 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image
 
 import cod_lite
+from cod_lite.folders import _run_locally, prepare
+from cod_lite.processes import cpu_count, split
+from cod_lite.tiling import DEFAULT_MAX_MEMORY, parse_memory
 
 
-def throughput(images: Path, model: str, workers: int) -> None:
+def throughput(images: Path, model: str, workers: int, threads: int | None) -> None:
+    """The local engine in one process with every thread, the local engine as `convert` splits
+    the threads into network processes (where it does), and Ray."""
     size = sum(p.stat().st_size for p in images.iterdir())
     cod_lite.load_model(model)
+    threads = threads or cpu_count()
+    processes, each = split(threads, len(list(images.iterdir())), parse_memory(DEFAULT_MAX_MEMORY))
     with tempfile.TemporaryDirectory() as tmp:
         rows = []
-        for engine in ("local", "ray"):
+        start = time.perf_counter()
+        torch.set_num_threads(threads)
+        job = prepare(images, Path(tmp) / "one", model=model)
+        _run_locally(job, None, workers, False, None)
+        rows.append((f"local, 1 process x {threads} threads", job.summary.done, time.perf_counter() - start))
+        engines = [("local", f"local, as split: {processes} x {each}")] if processes > 1 else []
+        for engine, label in [*engines, ("ray", "ray")]:
             start = time.perf_counter()
-            summary = cod_lite.convert(images, Path(tmp) / engine, model=model, engine=engine, workers=workers, progress=False)
-            seconds = time.perf_counter() - start
-            rows.append((engine, summary.done, seconds, summary.seconds))
-        for engine, done, seconds, inner in rows:
-            print(f"| {engine} | {done} | {seconds:.1f} s | {done / seconds:.3f} | {size / 2**20 / seconds:.2f} |")
-        print(f"ray / local files/s: x{rows[0][2] / rows[1][2]:.2f}")
+            summary = cod_lite.convert(images, Path(tmp) / label, model=model, engine=engine, workers=workers, progress=False, threads=threads)
+            rows.append((label, summary.done, time.perf_counter() - start))
+        for label, done, seconds in rows:
+            print(f"| {label} | {done} | {seconds:.1f} s | {done / seconds:.3f} | {size / 2**20 / seconds:.2f} | x{rows[0][2] / seconds:.2f} |")
 
 
 def listing(count: int, model: str, engine: str) -> None:
@@ -61,12 +76,13 @@ def main() -> None:
     parser.add_argument("--kodak", type=Path)
     parser.add_argument("--listing", type=int)
     parser.add_argument("--model", default="default")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="I/O threads (local), network actors (Ray)")
+    parser.add_argument("--threads", type=int, default=None, help="CPU threads for the networks [default: every core]")
     parser.add_argument("--engine", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.kodak:
-        print("| engine | files | wall | files/s | MB/s |\n|---|---|---|---|---|")
-        throughput(args.kodak, args.model, args.workers)
+        print("| engine | files | wall | files/s | MB/s | x one process |\n|---|---|---|---|---|---|")
+        throughput(args.kodak, args.model, args.workers, args.threads)
     if args.listing and args.engine:
         listing(args.listing, args.model, args.engine)
     elif args.listing:

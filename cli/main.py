@@ -15,7 +15,7 @@ from tqdm import tqdm
 
 import cod_lite
 from cod_lite_cli.train import train_group
-from cod_lite.files import DEFAULT_MAX_MEMORY, IMAGE_FORMATS, MAX_SEED, STDIO, atomic_write, check_target, parse_memory, read_input
+from cod_lite.files import DEFAULT_MAX_MEMORY, IMAGE_FORMATS, MAX_SEED, STDIO, atomic_write, check_target, each_file, parse_memory, read_input
 
 def friendly_errors(command: Callable[..., Any]) -> Callable[..., Any]:
     """The command's failures as one line on stderr and an exit status (`errors.exit_status`)."""
@@ -144,7 +144,7 @@ def metadata_option(default: str, what: str) -> Callable[[Callable[..., Any]], C
 
 
 threads_option = click.option(
-    "--threads", type=click.IntRange(min=1), default=None, help="CPU threads for the network [default: one per core]."
+    "--threads", type=click.IntRange(min=1), default=None, help="CPU threads for the networks [default: every core]; several files share them out over network processes (up to 4 threads each).",
 )
 
 
@@ -166,23 +166,82 @@ def _jobs(inputs: tuple[str, ...], output: str, suffix: str) -> list[tuple[str, 
     return list(zip(inputs, targets))
 
 
-def _each(jobs: list[tuple[str, str]], work: Callable[[str, str], str], quiet: bool) -> None:
-    """Run `work(input, output)` per job, printing its summary line (to stderr when the data goes to
-    stdout). With several jobs a failure is reported and the rest go on (exit 1 at the end)."""
-    failed = 0
-    for source, target in tqdm(jobs, unit="file", disable=quiet or len(jobs) < 2 or not _progress(), file=sys.stderr, leave=False):
-        try:
-            line = work(source, target)
-        except cod_lite.CodLiteError as e:
-            if len(jobs) == 1:
-                raise
-            _report_failure(source, str(e))
-            failed += 1
-            continue
+def _each(jobs: list[tuple[str, str]], work: Any, quiet: bool, threads: int | None, device: str | None) -> None:
+    """Run `work` (a `processes.FileWork`) on each (input, output) job through `each_file`,
+    printing its summary line (to stderr when the data goes to stdout). One file's failure is
+    the command's error; with several, it is reported and the rest go on (exit 1 at the end)."""
+    if len(jobs) == 1:
+        if threads:
+            cod_lite.set_threads(threads)
+        line = work.run(work.codec(), jobs[0])
         if not quiet:
-            click.echo(line, err=target == STDIO)
+            click.echo(line, err=jobs[0][1] == STDIO)
+        return
+    failed = 0
+    with tqdm(total=len(jobs), unit="file", disable=quiet or not _progress(), file=sys.stderr, leave=False) as bar:
+        for (source, _), ok, line in each_file(work, jobs, threads, device, work.max_memory):
+            bar.update(1)
+            if not ok:
+                _report_failure(source, line)
+                failed += 1
+            elif not quiet:
+                bar.write(line, file=sys.stdout)
     if failed:
         raise cod_lite.CodLiteError(f"{failed} of {len(jobs)} files failed")
+
+
+@dataclasses.dataclass
+class _Compression:
+    """`codlite compress` of files: picklable, so network processes can each run it."""
+
+    model: str
+    device: str | None
+    max_memory: str
+    precision: str
+    backend: str
+    metadata: str
+    colour: bool
+    effort: int
+    force: bool
+
+    def codec(self) -> cod_lite.Codec:
+        return cod_lite.load_model(self.model, self.device, max_memory=self.max_memory, precision=self.precision, backend=self.backend)
+
+    def run(self, codec: cod_lite.Codec, job: tuple[str, str]) -> str:
+        source, target = job
+        about = cod_lite.compress_file(source, target, codec, metadata=self.metadata, colour=self.colour, effort=self.effort, overwrite=self.force)
+        return f"{target}: {about.width}x{about.height}, {about.bytes} bytes, {about.bpp:.4f} bpp ({codec.name})"
+
+
+@dataclasses.dataclass
+class _Decompression:
+    """`codlite decompress` of files (each stream names its model unless `model` is given)."""
+
+    model: str | None
+    reference_format: bool
+    image_format: str | None
+    quality: int | None
+    metadata: str
+    steps: int | None
+    seed: int | None
+    max_memory: int
+    device: str | None
+    precision: str
+    backend: str
+    force: bool
+
+    def codec(self) -> None:
+        if self.model is not None:  # a --model that cannot load fails before any file
+            cod_lite.load_model(self.model, self.device, max_memory=self.max_memory, precision=self.precision, backend=self.backend)
+
+    def run(self, codec: None, job: tuple[str, str]) -> str:
+        source, target = job
+        width, height = cod_lite.decompress_file(
+            source, target, model=self.model, reference_format=self.reference_format, image_format=self.image_format,
+            metadata=self.metadata, steps=self.steps, seed=self.seed, max_memory=self.max_memory, precision=self.precision,
+            overwrite=self.force, quality=self.quality, device=self.device, backend=self.backend,
+        )
+        return f"{target}: {width}x{height}"
 
 
 @cli.command()
@@ -213,16 +272,9 @@ def compress(
     inputs, output = paths
     name = _model_choice(model, target_bpp, quality)
     _no_binary_to_terminal(output, "a .cod stream")
-    if threads:
-        cod_lite.set_threads(threads)
     jobs = _jobs(inputs, output, ".cod")
-    codec = cod_lite.load_model(name, device, max_memory=max_memory, precision=precision, backend=backend)
-
-    def work(source: str, target: str) -> str:
-        about = cod_lite.compress_file(source, target, codec, metadata=metadata, colour=not no_colour, effort=effort, overwrite=force)
-        return f"{target}: {about.width}x{about.height}, {about.bytes} bytes, {about.bpp:.4f} bpp ({codec.name})"
-
-    _each(jobs, work, quiet)
+    work = _Compression(name, device, max_memory, precision, backend, metadata, not no_colour, effort, force)
+    _each(jobs, work, quiet, threads, device)
 
 
 @cli.command()
@@ -268,19 +320,9 @@ def decompress(
         raise cod_lite.InputError(f"--format {image_format} does not match OUTPUT '{output}'; drop one of them")
     if reference_format and model is None:
         raise cod_lite.InputError("--reference-format needs --model: the authors' .cod does not name its model")
-    if threads:
-        cod_lite.set_threads(threads)
     jobs = _jobs(inputs, output, suffix)
-
-    def work(source: str, target: str) -> str:
-        width, height = cod_lite.decompress_file(
-            source, target, model=model, reference_format=reference_format, image_format=image_format, metadata=metadata,
-            steps=steps, seed=seed, max_memory=budget, precision=precision, overwrite=force, quality=quality, device=device,
-            backend=backend,
-        )
-        return f"{target}: {width}x{height}"
-
-    _each(jobs, work, quiet)
+    work = _Decompression(model, reference_format, image_format, quality, metadata, steps, seed, budget, device, precision, backend, force)
+    _each(jobs, work, quiet, threads, device)
 
 
 @cli.command()
@@ -478,14 +520,12 @@ def convert(
     credentials come from the environment (AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, ...) or
     --storage-option.
     """
-    if threads:
-        cod_lite.set_threads(threads)
     summary = cod_lite.convert(
         src, dst, model=model, bpp=target_bpp, quality=quality, decompress=decompress, image_format=image_format,
         include=include, exclude=exclude, colour=not no_colour, effort=effort, metadata=metadata, workers=workers, shard=shard, force=force,
         on_failure=_report_failure, max_memory=parse_memory(max_memory), compile=compile_, device=device, batch_size=batch_size,
         precision=precision, backend=backend, steps=steps, seed=seed, progress=_progress() and not quiet, engine=engine,
-        address=address, gpus_per_worker=gpus_per_worker, storage_options=_storage_options(storage_options),
+        address=address, gpus_per_worker=gpus_per_worker, storage_options=_storage_options(storage_options), threads=threads,
     )
     if not quiet or summary.failed:
         click.echo(summary.report())

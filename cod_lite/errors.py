@@ -38,6 +38,12 @@ class OutputError(CodLiteError):
     """An output path cannot be written: exists, unwritable, or its folder is missing."""
 
 
+def describe(error: Exception) -> str:
+    """One line for a file that failed: our own errors and OSErrors speak for themselves, anything
+    else is named by its type."""
+    return str(error) if isinstance(error, (CodLiteError, OSError)) else f"{type(error).__name__}: {error}"
+
+
 _COMMAND_LINE: ContextVar[bool] = ContextVar("cod_lite_command_line", default=False)
 
 

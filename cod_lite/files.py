@@ -10,14 +10,18 @@ can be known then.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator, Sequence
+from typing import Any
 
 import numpy as np
+import torch
 
 from .codec import Codec, decode, load_model, stream_metadata
-from .errors import InputError
+from .errors import InputError, describe
 from .fileio import STDIO, atomic_write, check_target, read_input, write_output
 from .image_io import SAVE_FORMATS, encode_image, metadata_kinds, save_format, save_image
 from .models.sampling import MAX_SEED
+from .processes import FileWork, run, split
 from .streaminfo import StreamInfo, inspect
 from .tiling import DEFAULT_MAX_MEMORY, parse_memory
 
@@ -26,7 +30,7 @@ PathLike = str | os.PathLike
 
 # the public names: these two, and the file helpers and settings they share with the CLI
 __all__ = ["DEFAULT_MAX_MEMORY", "IMAGE_FORMATS", "MAX_SEED", "STDIO", "atomic_write", "check_target", "compress_file", "decompress_file",
-           "parse_memory", "read_input"]
+           "each_file", "parse_memory", "read_input"]
 
 
 def compress_file(
@@ -83,3 +87,26 @@ def decompress_file(
     else:
         save_image(np.asarray(image), target, overwrite=overwrite, metadata=kept, quality=quality)
     return image.width, image.height
+
+
+def each_file(
+    work: FileWork, jobs: Sequence[tuple[str, str]], threads: int | None = None, device: str | None = None,
+    max_memory: int | str = DEFAULT_MAX_MEMORY,
+) -> Iterator[tuple[tuple[str, str], bool, Any]]:
+    """`work.run(codec, job)` for every (input, output) job, `work.codec()` loaded once per
+    process: here, or for several files on a CPU in network processes that share `threads`
+    (default: every core; `processes.split`). Yields (job, True, result) or (job, False, a
+    one-line reason) as each finishes: one file's failure does not stop the others."""
+    processes, threads_each = split(threads, len(jobs), parse_memory(max_memory)) if device in (None, "cpu") else (1, threads)
+    if processes > 1:
+        work.codec()  # a model that cannot load fails here, once, not in every process
+        yield from run(work, jobs, processes, threads_each)
+        return
+    if threads_each:
+        torch.set_num_threads(threads_each)
+    codec = work.codec()
+    for job in jobs:
+        try:
+            yield job, True, work.run(codec, job)
+        except Exception as e:  # noqa: BLE001 - reported; the other files go on
+            yield job, False, describe(e)

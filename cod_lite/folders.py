@@ -1,8 +1,9 @@
 """Whole-folder conversion: images -> .cod streams or back, resumable, shardable, never stopped by one bad file.
 
 A conversion is checked and planned once (`prepare` -> `Job`), then run by an engine: locally,
-image decoding and file writing run in a thread pool (Pillow and file I/O release the GIL) while
-the network runs in the calling thread, so I/O overlaps with compute; or on Ray (`ray_engine`).
+on a CPU, by several network processes that each convert a file at a time (`processes`), or in
+this process, image decoding and file writing in a thread pool (Pillow and file I/O release the
+GIL) while the network runs in the calling thread; or on Ray (`ray_engine`).
 Folders may be local or fsspec URLs (`storage.Tree`).
 """
 
@@ -27,11 +28,12 @@ from . import bitstream
 from .bitstream import bits_per_pixel
 from .codec import Codec, decode, load_model, torch_device
 from .effort import check_effort
-from .errors import CodLiteError, InputError, option
+from .errors import InputError, describe, option
 from .image_io import IMAGE_SUFFIXES, SAVE_FORMATS, encode_image, load_image, metadata_kinds, read_metadata, save_format
+from .processes import run, split
 from .storage import Tree
 from .zoo import model_for_bpp, model_for_quality
-from .tiling import DEFAULT_MAX_MEMORY
+from .tiling import DEFAULT_MAX_MEMORY, parse_memory
 
 STREAM_SUFFIX = ".cod"
 FailureHook = Callable[[str, str], None]
@@ -206,6 +208,18 @@ class Job:
                 results.append(e)
         return results
 
+    def run(self, codec: Codec | None, item: tuple[str, str]) -> tuple[int, int, int]:
+        """One file start to end, (source, output) -> (bytes in, bytes out, pixels); raises what
+        stopped it. What each network process does (`processes.run`)."""
+        rel, out = item
+        data_in = self.load(rel)
+        (result,) = self.convert(codec, [data_in])
+        if isinstance(result, Exception):
+            raise result
+        data_out, pixels = self.output(data_in, result)
+        bytes_out = self.dst.write(out, data_out, self.force)
+        return (len(data_in) if self.decompress else self.src.size(rel)), bytes_out, pixels
+
 
 def prepare(
     src: str | os.PathLike,
@@ -284,6 +298,7 @@ def convert(
     batch_size: int | None = None,
     address: str | None = None,
     gpus_per_worker: float = 0.0,
+    threads: int | None = None,
     **options: Any,
 ) -> ConvertSummary:
     """Convert every file under `src` into the mirrored tree under `dst` (see module docstring);
@@ -305,8 +320,12 @@ def convert(
     `exclude` globs narrow them); other files are counted as left alone, never failed.
 
     `engine="ray"` runs the same job on a Ray cluster (`ray_engine`: `address`, `workers` actors
-    with `gpus_per_worker` each); the default "local" engine runs `workers` I/O threads beside the
-    network in this process.
+    with `gpus_per_worker` each). The default "local" engine splits `threads` (default: every core
+    this process may use) into network processes on a CPU, one file at a time each
+    (`processes.split`: as many as the threads, the files and the memory at `max_memory` per image
+    allow); with one process, or on a GPU, it runs the network here with `workers` I/O threads
+    beside it. In a script, call it under `if __name__ == "__main__":`, as for any use of
+    multiprocessing (the processes are spawned).
     """
     job = prepare(src, dst, on_failure=on_failure, **options)
     start = time.perf_counter()
@@ -315,7 +334,13 @@ def convert(
 
         run_on_ray(job, on_failure, workers=workers, address=address, gpus_per_worker=gpus_per_worker, batch_size=batch_size or 1)
     elif engine == "local":
-        _run_locally(job, on_failure, workers, progress, batch_size)
+        processes, threads_each = _split(job, threads)
+        if processes > 1:
+            _run_in_processes(job, on_failure, processes, threads_each, progress)
+        else:
+            if threads:
+                torch.set_num_threads(threads)
+            _run_locally(job, on_failure, workers, progress, batch_size)
     else:
         raise InputError(f"unknown engine '{engine}'; use local or ray")
     job.summary.seconds = time.perf_counter() - start
@@ -338,7 +363,7 @@ def _run_locally(job: Job, on_failure: FailureHook | None, workers: int, progres
                 try:
                     loaded.append((rel, out, future.result()))
                 except Exception as e:  # noqa: BLE001 - one bad file must not stop the batch
-                    _fail(summary, on_failure, job.src.label(rel), _describe(e))
+                    _fail(summary, on_failure, job.src.label(rel), describe(e))
             results = job.convert(codec, [data for _, _, data in loaded])
             for (rel, out, data_in), result in zip(loaded, results):
                 try:
@@ -351,10 +376,34 @@ def _run_locally(job: Job, on_failure: FailureHook | None, workers: int, progres
                     if not job.decompress:
                         bar.set_postfix(bpp=f"{bits_per_pixel(len(result), pixels, 1):.4f}")
                 except Exception as e:  # noqa: BLE001
-                    _fail(summary, on_failure, job.src.label(rel), _describe(e))
+                    _fail(summary, on_failure, job.src.label(rel), describe(e))
             bar.update(len(chunk))
             writes = _collect(writes, summary, on_failure, wait=False)
         _collect(writes, summary, on_failure, wait=True)
+
+
+def _split(job: Job, threads: int | None) -> tuple[int, int]:
+    """(network processes, threads each) for a local run: one process where the network runs on a
+    GPU or is a Codec the caller built (`processes.split` elsewhere)."""
+    if isinstance(job.model, Codec) or torch.device(job.options["device"]).type != "cpu" or len(job.todo) < 2:
+        return 1, threads or 0
+    return split(threads, len(job.todo), parse_memory(job.options["max_memory"]))
+
+
+def _run_in_processes(job: Job, on_failure: FailureHook | None, processes: int, threads: int, progress: bool) -> None:
+    job.codec()  # a model that cannot load fails here, once, not in every process
+    summary = job.summary
+    with tqdm(total=len(job.todo), unit="file", disable=not progress, dynamic_ncols=True) as bar:
+        for (rel, _), ok, result in run(job, job.todo, processes, threads):
+            if ok:
+                bytes_in, bytes_out, pixels = result
+                summary.done += 1
+                summary.bytes_in += bytes_in
+                summary.bytes_out += bytes_out
+                summary.pixels += pixels
+            else:
+                _fail(summary, on_failure, job.src.label(rel), result)
+            bar.update(1)
 
 
 def _prefetch(pool: ThreadPoolExecutor, job: Job, depth: int) -> Iterator[tuple[str, str, Future]]:
@@ -377,12 +426,8 @@ def _collect(writes: list[tuple[str, Future]], summary: ConvertSummary, on_failu
             summary.bytes_out += future.result()
             summary.done += 1
         except Exception as e:  # noqa: BLE001
-            _fail(summary, on_failure, source, _describe(e))
+            _fail(summary, on_failure, source, describe(e))
     return pending
-
-
-def _describe(error: Exception) -> str:
-    return str(error) if isinstance(error, (CodLiteError, OSError)) else f"{type(error).__name__}: {error}"
 
 
 def _fail(summary: ConvertSummary, on_failure: FailureHook | None, source: str, message: str) -> None:

@@ -16,8 +16,8 @@ from __future__ import annotations
 import pickle
 from typing import Any
 
-from .errors import CodLiteError, InputError, OutputError
-from .folders import FailureHook, Job, _describe, _fail
+from .errors import CodLiteError, InputError, OutputError, describe
+from .folders import FailureHook, Job, _fail
 
 IO_CPUS = 0.25
 
@@ -86,7 +86,7 @@ class _Load:
             size = len(data) if self.job.decompress else self.job.src.size(row["rel"])
             return {**row, "input": pickle.dumps(data), "bytes_in": size, "error": ""}
         except Exception as e:  # noqa: BLE001 - one bad file must not stop the rest
-            return {**row, "input": b"", "bytes_in": 0, "error": _describe(e)}
+            return {**row, "input": b"", "bytes_in": 0, "error": describe(e)}
 
 
 class _Convert:
@@ -106,7 +106,7 @@ class _Convert:
                     raise result
                 outputs[i], pixels[i] = self.job.output(data_in, result)
             except Exception as e:  # noqa: BLE001
-                errors[i] = _describe(e)
+                errors[i] = describe(e)
         return batch.drop(columns=["input"]).assign(output=outputs, pixels=pixels, error=errors)
 
 
@@ -127,4 +127,4 @@ class _Write:
                 return {**row, "bytes_out": len(data)}
             return {**row, "bytes_out": 0, "error": str(e)}
         except (CodLiteError, OSError) as e:
-            return {**row, "bytes_out": 0, "error": _describe(e)}
+            return {**row, "bytes_out": 0, "error": describe(e)}
