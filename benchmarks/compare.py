@@ -187,7 +187,8 @@ def main() -> int:
         if not files:
             raise CodLiteError(f"no images in {folder}")
         infos = {m.name: m for m in cod_lite.available_models()}
-        names = args.models or sorted((n for n, m in infos.items() if m.origin == "bundled"), key=lambda n: infos[n].config.nominal_bpp)
+        offered = (n for n, m in infos.items() if m.origin == "bundled" and m.retired is None)
+        names = args.models or sorted(offered, key=lambda n: infos[n].config.nominal_bpp)
         models = {n: (cod_lite.load_model(n), infos[n].weights_sha256[:16]) for n in names}
     except CodLiteError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -386,7 +386,7 @@ def models(official: bool) -> None:
         c = m.config
         rates = m.kodak_rates
         measured = f"Kodak {rates['min']:.4f}-{rates['max']:.4f} bpp (mean {rates['mean']:.4f})" if rates else "rate not measured"
-        mark = " (default)" if m.is_default else ""
+        mark = " (default)" if m.is_default else " (retired: decodes)" if m.retired else ""
         click.echo(f"{m.name + mark:34s} {measured:44s} ds={c.ds:<2d} bits={c.codebook_bits}  {m.origin:7s} {m.path}")
     if not found:
         click.echo("no models found")

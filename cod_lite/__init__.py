@@ -62,4 +62,4 @@ __all__ = [
     "set_threads",
     "user_model_dir",
 ]
-__version__ = "0.2.0"
+__version__ = "0.3.0"

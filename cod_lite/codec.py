@@ -175,9 +175,16 @@ class Codec:
         for indices that decode closer to the image than the nearest codewords (`cod_lite.effort`;
         0, the default, does not)."""
         check_effort(effort)
+        self._check_offered()
         pixels = load_image(image)
         carried = read_metadata(image, metadata_kinds(metadata))
         return self._stream(self.searched(pixels, self.quantize(pixels), effort), pixels, methods, carried, colour)
+
+    def _check_offered(self) -> None:
+        """InputError if these weights are retired (`zoo.RETIRED`): they decode, they make no new streams."""
+        why = zoo.retirement(self.name, self.weights_sha256)
+        if why is not None:
+            raise InputError(f"{self.name} is retired: it decodes the streams it made but makes no new ones ({why})")
 
     def searched(self, pixels: np.ndarray, indices: np.ndarray, effort: int) -> np.ndarray:
         """`indices` of `pixels` after the encoder's search at `effort` (`cod_lite.effort`)."""
@@ -197,6 +204,7 @@ class Codec:
         metadata: Sequence[dict[str, bytes] | None] | None = None, effort: int = 0,
     ) -> list[bytes]:
         """Streams for several images, images of one size sharing network calls (`cod_lite.batch`)."""
+        self._check_offered()
         return batch.encode_many(self, images, methods, colour, metadata, check_effort(effort))
 
     def _stream(

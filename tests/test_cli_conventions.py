@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -73,27 +74,54 @@ def test_several_inputs_need_a_folder_and_distinct_names(tmp_path, parity_weight
     assert_one_line_error(invoke("compress", tmp_path / "same.png", tmp_path / "a" / "same.png", tmp_path / "o"), "both write")
 
 
-@pytest.mark.parametrize("target, expected", [(0.1, "cod-lite-s-0.125"), (0.06, "cod-lite-s-0.03"), (0.9, "cod-lite-s-0.5"), (0.005, "cod-lite-s-0.008")])
+@pytest.mark.parametrize("target, expected", [(0.1, "cod-lite-s-0.125"), (0.06, "cod-lite-s-0.03"), (0.2, "cod-lite-s-0.125"), (0.005, "cod-lite-s-0.008")])
 def test_bpp_picks_the_nearest_bundled_rate_on_a_log_scale(target, expected):
     assert cod_lite.model_for_bpp(target) == expected
 
 
-@pytest.mark.parametrize("target", [5, 0.001, 1.5])
-def test_a_rate_no_bundled_model_comes_near_is_refused_with_the_range(target, tmp_path):
-    with pytest.raises(cod_lite.InputError, match=r"give a rate in 0.0039-1 \(the bundled models make 0.0078-0.5"):
+def test_a_rate_below_the_bundled_models_is_refused_with_the_range(tmp_path):
+    with pytest.raises(cod_lite.InputError, match=r"give a rate in 0.0039-0.25 \(the bundled models make 0.0078-0.12"):
+        cod_lite.model_for_bpp(0.001)
+    Image.fromarray(photo(32, 32)).save(tmp_path / "p.png")
+    assert_one_line_error(invoke("compress", tmp_path / "p.png", tmp_path / "p.cod", "--bpp", 0.001), "no bundled model codes near")
+    with pytest.raises(cod_lite.InputError, match="no bundled model"):
+        cod_lite.encode(tmp_path / "p.png", bpp=0.001)
+
+
+@pytest.mark.parametrize("target", [0.5, 0.3, 5])
+def test_a_rate_above_the_bundled_models_points_to_the_authors_model(target, tmp_path):
+    """cod-lite-s-0.5 is retired (AVIF beat it at its rate): 0.5 bpp is the authors' official:0.5."""
+    with pytest.raises(cod_lite.InputError, match=r"they make 0.0078-0.12\): use the authors' model for that rate, model='official:0.5'"):
         cod_lite.model_for_bpp(target)
     Image.fromarray(photo(32, 32)).save(tmp_path / "p.png")
-    assert_one_line_error(invoke("compress", tmp_path / "p.png", tmp_path / "p.cod", "--bpp", target), "no bundled model codes near")
-    with pytest.raises(cod_lite.InputError, match="no bundled model"):
-        cod_lite.encode(tmp_path / "p.png", bpp=target)
+    assert_one_line_error(invoke("compress", tmp_path / "p.png", tmp_path / "p.cod", "--bpp", target), "--model official:0.5 (downloaded once)")
+    assert not (tmp_path / "p.cod").exists()
+
+
+def test_a_retired_model_decodes_its_streams_and_makes_no_new_ones(tmp_path):
+    Image.fromarray(photo(32, 32)).save(tmp_path / "p.png")
+    assert_one_line_error(invoke("compress", tmp_path / "p.png", tmp_path / "p.cod", "--model", "cod-lite-s-0.5"),
+                          "cod-lite-s-0.5 is retired: it decodes the streams it made but makes no new ones")
+    assert not (tmp_path / "p.cod").exists()
+    codec = cod_lite.load_model("cod-lite-s-0.5")
+    with pytest.raises(cod_lite.InputError, match="retired"):
+        codec.encode_many([photo(32, 32)])
+    # a stream it made before its retirement (the golden stream of the bundled file) still decodes, exactly
+    info = next(m for m in cod_lite.available_models() if m.name == "cod-lite-s-0.5")
+    golden = Path(__file__).parent / "data" / "golden" / f"cod-lite-s-0.5-{info.weights_sha256[:16]}"
+    decoded = np.asarray(codec.decode(Path(f"{golden}.cod").read_bytes()))
+    assert np.array_equal(decoded, np.asarray(Image.open(f"{golden}.png")))
+    listed = invoke("models").output
+    assert "cod-lite-s-0.5 (retired: decodes)" in listed and "cod-lite-s-0.125 (default)" in listed
+    assert info.retired is not None and all(m.retired is None for m in cod_lite.available_models() if m.name != "cod-lite-s-0.5")
 
 
 def test_bpp_flag_and_its_refusals(tmp_path):
     Image.fromarray(photo(32, 32)).save(tmp_path / "p.png")
-    result = invoke("compress", tmp_path / "p.png", tmp_path / "p.cod", "--bpp", "0.5", "--threads", "1")
+    result = invoke("compress", tmp_path / "p.png", tmp_path / "p.cod", "--bpp", "0.03", "--threads", "1")
     assert result.exit_code == 0, result.output
-    assert cod_lite.inspect((tmp_path / "p.cod").read_bytes()).model == "cod-lite-s-0.5"
-    assert_one_line_error(invoke("compress", tmp_path / "p.png", tmp_path / "q.cod", "--bpp", "0.5", "--model", "default"), "give one of --model, --bpp and --quality")
+    assert cod_lite.inspect((tmp_path / "p.cod").read_bytes()).model == "cod-lite-s-0.03"
+    assert_one_line_error(invoke("compress", tmp_path / "p.png", tmp_path / "q.cod", "--bpp", "0.1", "--model", "default"), "give one of --model, --bpp and --quality")
     assert_one_line_error(invoke("compress", tmp_path / "p.png", tmp_path / "q.cod", "--bpp", "-1"), "positive")
     assert not (tmp_path / "q.cod").exists()
 

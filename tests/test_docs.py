@@ -91,11 +91,12 @@ def test_the_official_lines_say_what_they_need_offline(tmp_path, monkeypatch, is
 
 def test_the_readme_picture_and_table_are_current():
     """The README shows the bundled models as they are: one row per bundled model, its measured
-    Kodak rate from the record, and a picture that exists."""
+    Kodak rate from the record, retired ones marked, and a picture that exists."""
     text = (ROOT / "README.md").read_text()
     assert len(text.splitlines()) <= 150
     assert (ROOT / "docs" / "kodak_crop.png").is_file() and "docs/kodak_crop.png" in text
     for info in (m for m in cod_lite.available_models() if m.origin == "bundled"):
         row = next(line for line in text.splitlines() if line.startswith(f"| `{info.name}`"))
         assert f"| {cod_lite.zoo.measured_rates(info)['mean']:.4f} |" in row
+        assert ("retired" in row) == (info.retired is not None)
     assert np.asarray(Image.open(ROOT / "docs" / "kodak_crop.png")).shape[1] == 3 * 256

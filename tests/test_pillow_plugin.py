@@ -112,7 +112,7 @@ def test_pillow_gets_oserrors_and_refuses_unknown_options(small_stream, tmp_path
 
 
 @pytest.mark.parametrize("option, expected", [({"bpp": 0.03}, "cod-lite-s-0.03"), ({"quality": 0}, "cod-lite-s-0.008"),
-                                              ({"quality": 100}, "cod-lite-s-0.5"), ({"quality": 75}, "cod-lite-s-0.125")])
+                                              ({"quality": 100}, "cod-lite-s-0.125"), ({"quality": 90}, "cod-lite-s-0.125"), ({"quality": 60}, "cod-lite-s-0.03")])
 def test_save_maps_bpp_and_quality_to_the_bundled_models(option, expected):
     buffer = io.BytesIO()
     Image.fromarray(np.full((32, 32, 3), 128, np.uint8)).save(buffer, format="COD", **option)

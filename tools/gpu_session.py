@@ -52,11 +52,10 @@ class Job:
     share: float  # of the training time
 
 
-JOBS = (  # the default first and longest (issue 16); the ds-32 pretrain-stage model last (issue 17)
+JOBS = (  # the default first and longest (issue 16); the ds-32 pretrain-stage model last (issue 17); not the retired s-0.5
     Job("cod-lite-s-0.125", 0.4),
-    Job("cod-lite-s-0.03", 0.2),
-    Job("cod-lite-s-0.5", 0.2),
-    Job("cod-lite-s-0.008", 0.2),
+    Job("cod-lite-s-0.03", 0.3),
+    Job("cod-lite-s-0.008", 0.3),
 )
 # From a bundled model's record, what the continuation keeps: its objective and optimiser settings.
 # Not `refiner_only`: a GPU trains the whole decoder; a refiner-only record still means a frozen encoder.

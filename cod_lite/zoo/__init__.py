@@ -20,6 +20,11 @@ from ..weights import read_metadata
 BUNDLED_DIR = Path(__file__).parent / "weights"
 # The middle of the bundled rates; `model="default"` everywhere means this one.
 DEFAULT_MODEL = "cod-lite-s-0.125"
+# Bundled models that make no new streams, and why: the weights stay bundled, so every stream they
+# made still decodes (the registry's promise), but no user should pick them for new ones.
+RETIRED = {
+    "cod-lite-s-0.5": "AVIF beats it at its rate on every perceptual measure; for that rate use the authors' official:0.5",
+}
 
 
 @dataclass(frozen=True)
@@ -36,6 +41,11 @@ class ModelInfo:
         return self.origin == "bundled" and self.name == DEFAULT_MODEL
 
     @property
+    def retired(self) -> str | None:
+        """Why these weights make no new streams (they still decode theirs), or None."""
+        return retirement(self.name, self.weights_sha256)
+
+    @property
     def kodak_rates(self) -> dict[str, float] | None:
         """The measured Kodak rates of these weights (`measured_rates`), if recorded."""
         return measured_rates(self)
@@ -49,6 +59,14 @@ def measured_rates(info: ModelInfo) -> dict[str, float] | None:
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return rates if isinstance(rates, dict) and rates.get("weights_sha256") == info.weights_sha256 else None
+
+
+def retirement(name: str, weights_sha256: str) -> str | None:
+    """Why the model `name` with these weights makes no new streams, or None: released weights of
+    a RETIRED name (a model of one's own that reuses the name is not theirs)."""
+    from . import registry
+
+    return RETIRED.get(name) if registry.lookup(weights_sha256) is not None else None
 
 
 def user_model_dir() -> Path:
@@ -121,8 +139,8 @@ def find_by_identity(name: str, hash_prefix: bytes) -> Path:
 
 
 def bundled_range() -> tuple[float, float]:
-    """The lowest and highest nominal rate of the bundled models (bits per pixel)."""
-    rates = [i.config.nominal_bpp for i in available_models() if i.origin == "bundled"]
+    """The lowest and highest nominal rate of the bundled models offered for new streams (bits per pixel)."""
+    rates = [i.config.nominal_bpp for i in _offered()]
     if not rates:
         raise ModelNotFoundError("no bundled models found (is the package installed completely?)")
     return min(rates), max(rates)
@@ -136,13 +154,21 @@ def model_for_bpp(target: float) -> str:
     if not (target > 0 and math.isfinite(target)):
         raise InputError(f"target bits per pixel must be a positive number, got {target}")
     low, high = bundled_range()
-    if not low / 2 <= target <= high * 2:
+    if target > high * 2:
+        official = option("--model official:0.5", "model='official:0.5'")
+        raise InputError(f"no bundled model codes near {target:g} bits per pixel (they make {low:.2g}-{high:.2g}): "
+                         f"use the authors' model for that rate, {official} (downloaded once)")
+    if target < low / 2:
         raise InputError(
             f"no bundled model codes near {target:g} bits per pixel: give a rate in {low / 2:.2g}-{high * 2:.2g} "
             f"(the bundled models make {low:.2g}-{high:.2g}; the authors' official:0.0039 goes lower)"
         )
-    bundled = [i for i in available_models() if i.origin == "bundled"]
-    return min(bundled, key=lambda i: (abs(math.log(i.config.nominal_bpp / target)), i.name)).name
+    return min(_offered(), key=lambda i: (abs(math.log(i.config.nominal_bpp / target)), i.name)).name
+
+
+def _offered() -> list[ModelInfo]:
+    """The bundled models offered for new streams (not retired)."""
+    return [i for i in available_models() if i.origin == "bundled" and i.retired is None]
 
 
 def model_for_quality(quality: float) -> str:
