@@ -2,8 +2,9 @@
 
 A Ray Data pipeline of three stages: CPU tasks read each file from its storage and decode it
 (an image's pixels and metadata, or a stream's bytes); a pool of actors, each holding one loaded
-`Codec` (GPUs when asked for), runs the network and the entropy coding; CPU tasks write each
-output whole (atomically where local, one put on object storage). Rows carry one file each, so
+`Codec` (GPUs when asked for; the cluster's CPUs shared out among them, `actor_shares`), runs the
+network and the entropy coding; CPU tasks write each output whole (atomically where local, one
+put on object storage). Rows carry one file each, so
 memory stays bounded however long the listing; a file's failure travels down the pipeline as its
 message and is reported, while the rest go on. Ray restarts a dead actor and retries its work; a
 write that finds its output already there with the same bytes (a retried task) counts as done.
@@ -13,6 +14,7 @@ optional extra `cod-lite[ray]`.
 
 from __future__ import annotations
 
+import math
 import pickle
 from typing import Any
 
@@ -37,14 +39,16 @@ def run(job: Job, on_failure: FailureHook | None, *, workers: int, address: str 
     if started:
         ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False)
     try:
-        workers = max(1, min(workers, int(ray.cluster_resources().get("CPU", 1)) - 1))
+        workers, actor_cpus = actor_shares(workers, ray.cluster_resources().get("CPU", 1),
+                                           [n["Resources"].get("CPU", 0) for n in ray.nodes() if n.get("Alive")])
         context = ray.data.DataContext.get_current()
         context.enable_progress_bars = False
         rows = ray.data.from_items([{"rel": rel, "out": out} for rel, out in job.todo], override_num_blocks=max(1, min(len(job.todo), 4 * workers)))
         # reading and writing are light: a quarter CPU each, so they run beside the network actors
         rows = rows.map(_Load(job), num_cpus=IO_CPUS)
         rows = rows.map_batches(
-            _Convert, fn_constructor_args=(job,), batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=workers), num_cpus=1,
+            _Convert, fn_constructor_args=(job, math.ceil(actor_cpus)), batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=workers),
+            num_cpus=actor_cpus,
             num_gpus=gpus_per_worker or None,
             batch_format="pandas",
         )
@@ -61,6 +65,19 @@ def run(job: Job, on_failure: FailureHook | None, *, workers: int, address: str 
     finally:
         if started:
             ray.shutdown()
+
+
+def actor_shares(workers: int, cluster_cpus: float, node_cpus: list[float]) -> tuple[int, float]:
+    """(network actors, CPUs each): at most `workers` actors, leaving 2 x IO_CPUS of the cluster
+    for the reading and writing tasks and the rest shared out among the actors, so that they fit
+    the smallest node evenly spread; an actor runs torch on as many threads as its share rounds
+    up to. On one 2-core machine: one actor of 1.5 CPUs with two torch threads, as the local
+    engine has (it had one CPU, one thread: half the local engine's speed)."""
+    spare = cluster_cpus - 2 * IO_CPUS
+    workers = max(1, min(workers, int(spare)))
+    nodes = node_cpus or [cluster_cpus]
+    per_node = math.ceil(workers / len(nodes))  # so that the actors fit the nodes, evenly spread
+    return workers, max(IO_CPUS, min(spare / workers, (min(nodes) - 2 * IO_CPUS) / per_node))
 
 
 def _portable(job: Job) -> Job:
@@ -92,7 +109,10 @@ class _Load:
 class _Convert:
     """Stage 2 (actors): one loaded codec per actor; a batch of inputs through the network."""
 
-    def __init__(self, job: Job) -> None:
+    def __init__(self, job: Job, threads: int) -> None:
+        import torch
+
+        torch.set_num_threads(threads)  # Ray sets one thread per actor CPU it reserves, rounded down
         self.job = job
         self.codec = job.codec()
 

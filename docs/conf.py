@@ -12,6 +12,7 @@ import cod_lite  # noqa: E402
 
 project = "cod-lite"
 release = cod_lite.__version__
+copyright = "the cod-lite authors; the official CoD-Lite weights' terms are their authors'"
 extensions = ["myst_parser", "sphinx_click", "sphinx.ext.autodoc"]
 source_suffix = {".md": "markdown"}
 myst_heading_anchors = 4
@@ -21,3 +22,7 @@ html_title = f"cod-lite {release}"
 exclude_patterns = ["_build"]
 autodoc_typehints = "description"
 autodoc_member_order = "bysource"
+# What a look at the built pages in a browser showed: "--force" in the generated command-line
+# reference became an en dash, and `codlite models` in docstrings italics.
+smartquotes = False
+default_role = "literal"

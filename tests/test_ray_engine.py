@@ -3,6 +3,7 @@ storage (a moto S3 server on 127.0.0.1, started and stopped here) for both engin
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import threading
@@ -18,6 +19,7 @@ from moto.server import ThreadedMotoServer
 from PIL import Image
 
 import cod_lite
+from cod_lite.ray_engine import actor_shares
 from cod_lite_cli.main import cli
 
 from .test_api import photo
@@ -47,12 +49,20 @@ def _tree(folder):
 
 @pytest.fixture
 def one_thread():
-    """Ray's actors run one torch thread each: the local engine does the same here, so the two are
-    compared on identical arithmetic."""
+    """The local engine runs as many torch threads as the cluster's one network actor
+    (`actor_shares`), so the two are compared on identical arithmetic."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
+    torch.set_num_threads(math.ceil(actor_shares(4, 2, [2])[1]))
     yield
     torch.set_num_threads(threads)
+
+
+def test_actors_share_the_cpus_and_leave_room_for_reading_and_writing():
+    assert actor_shares(4, 2, [2]) == (1, 1.5)  # one 2-core machine: both cores' threads, as the local engine
+    assert actor_shares(4, 16, [16]) == (4, 3.875)
+    assert actor_shares(3, 16, [8, 8]) == (3, 3.75)  # two on one node must fit its 8 CPUs with the I/O margin
+    assert actor_shares(1, 64, [64]) == (1, 63.5)
+    assert actor_shares(4, 1, [1]) == (1, 0.5)
 
 
 def test_ray_converts_both_ways_like_the_local_engine(cluster, photos, tmp_path, parity_weights, one_thread):
