@@ -9,17 +9,19 @@ process with every thread, the local engine as `convert` splits the threads into
 processes (printed where it splits: more than 4 threads), and Ray (the model loaded before the
 clock starts for the one-process row; the others' include starting their
 processes, cluster and actors, which is what a user waits for). Listing: N tiny
-images (16x16) compressed by each engine in a child process, whose peak RSS (and that of Ray's
-workers, summed at their peaks) is printed.
+images (16x16) compressed by each engine in a child process, for at most --minutes each; printed:
+the files done and the peak RSS of that process and of every process of the run together
+(sampled: its children and Ray's raylet, GCS and workers).
 """
 
 from __future__ import annotations
 
 import argparse
-import resource
+import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -56,19 +58,64 @@ def throughput(images: Path, model: str, workers: int, threads: int | None) -> N
             print(f"| {label} | {done} | {seconds:.1f} s | {done / seconds:.3f} | {size / 2**20 / seconds:.2f} | x{rows[0][2] / seconds:.2f} |")
 
 
-def listing(count: int, model: str, engine: str) -> None:
-    """Run in a child: compress `count` tiny images; print this process's peak RSS."""
+def listing(count: int, model: str, engine: str, minutes: float) -> None:
+    """Run in a child: compress `count` tiny images, for at most `minutes`; print the files done
+    and the peak, sampled every 0.2 s, of this process's RSS and of every process of the run
+    together (this one, its children and Ray's raylet, GCS and workers)."""
     with tempfile.TemporaryDirectory() as tmp:
-        src = Path(tmp) / "src"
+        src, out = Path(tmp) / "src", Path(tmp) / "out"
         src.mkdir()
         tiny = np.random.default_rng(0).integers(0, 256, (16, 16, 3), dtype=np.uint8)
         for i in range(count):
             Image.fromarray(tiny).save(src / f"{i:06d}.png")
+        peaks = {"self": 0, "all": 0}
+        stop = threading.Event()
+
+        def sample() -> None:
+            while not stop.wait(0.2):
+                rss = _rss_by_process()
+                peaks["self"] = max(peaks["self"], rss.get(os.getpid(), 0))
+                peaks["all"] = max(peaks["all"], sum(rss.values()))
+
+        threading.Thread(target=sample, daemon=True).start()
         start = time.perf_counter()
-        summary = cod_lite.convert(src, Path(tmp) / "out", model=model, engine=engine, workers=1, progress=False)
-        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-        print(f"| {engine} | {count} | {summary.done} | {time.perf_counter() - start:.0f} s | {peak:.0f} MiB | {children:.0f} MiB |")
+        worker = threading.Thread(target=cod_lite.convert, args=(src, out), daemon=True,
+                                  kwargs={"model": model, "engine": engine, "workers": 1, "progress": False})
+        worker.start()
+        worker.join(timeout=minutes * 60)
+        stop.set()
+        done = len(list(out.glob("*.cod"))) if out.is_dir() else 0
+        state = "" if not worker.is_alive() else f" (stopped after {minutes:g} min)"
+        print(f"| {engine} | {count} | {done}{state} | {time.perf_counter() - start:.0f} s | {peaks['self'] / 2**20:.0f} MiB | "
+              f"{peaks['all'] / 2**20:.0f} MiB |", flush=True)
+        os._exit(0)  # a Ray run still going is abandoned with the process
+
+
+def _rss_by_process() -> dict[int, int]:
+    """RSS in bytes of this process, its descendants and any Ray process."""
+    me, rss, parents = os.getpid(), {}, {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            status = dict(line.split(":", 1) for line in (proc / "status").read_text().splitlines() if ":" in line)
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        parents[int(proc.name)] = int(status["PPid"])
+        if "VmRSS" in status and (b"ray" in cmdline or int(proc.name) == me):
+            rss[int(proc.name)] = int(status["VmRSS"].split()[0]) * 1024
+    for pid in parents:  # descendants (the network processes of a split run)
+        p = pid
+        while p in parents and p != me and p > 1:
+            p = parents[p]
+        if p == me and pid not in rss:
+            try:
+                rss[pid] = int(next(line for line in (Path("/proc") / str(pid) / "status").read_text().splitlines()
+                                    if line.startswith("VmRSS")).split()[1]) * 1024
+            except (OSError, StopIteration):
+                pass
+    return rss
 
 
 def main() -> None:
@@ -78,17 +125,19 @@ def main() -> None:
     parser.add_argument("--model", default="default")
     parser.add_argument("--workers", type=int, default=2, help="I/O threads (local), network actors (Ray)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for the networks [default: every core]")
+    parser.add_argument("--minutes", type=float, default=10.0, help="listing: stop each engine after this long")
     parser.add_argument("--engine", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.kodak:
         print("| engine | files | wall | files/s | MB/s | x one process |\n|---|---|---|---|---|---|")
         throughput(args.kodak, args.model, args.workers, args.threads)
     if args.listing and args.engine:
-        listing(args.listing, args.model, args.engine)
+        listing(args.listing, args.model, args.engine, args.minutes)
     elif args.listing:
-        print("| engine | files listed | converted | wall | peak RSS (driver) | largest child peak RSS |\n|---|---|---|---|---|---|")
+        print("| engine | files listed | converted | wall | peak RSS (this process) | peak RSS (every process of the run) |\n|---|---|---|---|---|---|")
         for engine in ("local", "ray"):
-            subprocess.run([sys.executable, __file__, "--listing", str(args.listing), "--engine", engine, "--model", args.model], check=True)
+            subprocess.run([sys.executable, __file__, "--listing", str(args.listing), "--engine", engine, "--model", args.model,
+                            "--minutes", str(args.minutes)], check=True)
     if not (args.kodak or args.listing):
         parser.error("give --kodak DIR and/or --listing N")
 
