@@ -48,7 +48,7 @@ def run(job: Job, on_failure: FailureHook | None, *, workers: int, address: str 
         rows = rows.map(_Load(job), num_cpus=IO_CPUS)
         rows = rows.map_batches(
             _Convert, fn_constructor_args=(job, math.ceil(actor_cpus)), batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=workers),
-            num_cpus=actor_cpus,
+            num_cpus=min(1.0, actor_cpus),  # reserving the whole share starved the write tasks until the network was done
             num_gpus=gpus_per_worker or None,
             batch_format="pandas",
         )
@@ -71,8 +71,9 @@ def actor_shares(workers: int, cluster_cpus: float, node_cpus: list[float]) -> t
     """(network actors, CPUs each): at most `workers` actors, leaving 2 x IO_CPUS of the cluster
     for the reading and writing tasks and the rest shared out among the actors, so that they fit
     the smallest node evenly spread; an actor runs torch on as many threads as its share rounds
-    up to. On one 2-core machine: one actor of 1.5 CPUs with two torch threads, as the local
-    engine has (it had one CPU, one thread: half the local engine's speed)."""
+    up to (reserving at most one CPU from the scheduler, so that reads and writes keep running
+    beside it). On one 2-core machine: one actor of 1.5 CPUs with two torch threads, as the local
+    engine has (it had one thread)."""
     spare = cluster_cpus - 2 * IO_CPUS
     workers = max(1, min(workers, int(spare)))
     nodes = node_cpus or [cluster_cpus]
