@@ -92,30 +92,28 @@ def listing(count: int, model: str, engine: str, minutes: float) -> None:
 
 
 def _rss_by_process() -> dict[int, int]:
-    """RSS in bytes of this process, its descendants and any Ray process."""
-    me, rss, parents = os.getpid(), {}, {}
+    """RSS in bytes of this process, its descendants and any Ray process, by pid."""
+    me, rss, parents, ray_pids = os.getpid(), {}, {}, set()
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             status = dict(line.split(":", 1) for line in (proc / "status").read_text().splitlines() if ":" in line)
-            cmdline = (proc / "cmdline").read_bytes()
+            is_ray = b"ray" in (proc / "cmdline").read_bytes()
         except OSError:
             continue
-        parents[int(proc.name)] = int(status["PPid"])
-        if "VmRSS" in status and (b"ray" in cmdline or int(proc.name) == me):
-            rss[int(proc.name)] = int(status["VmRSS"].split()[0]) * 1024
-    for pid in parents:  # descendants (the network processes of a split run)
-        p = pid
-        while p in parents and p != me and p > 1:
-            p = parents[p]
-        if p == me and pid not in rss:
-            try:
-                rss[pid] = int(next(line for line in (Path("/proc") / str(pid) / "status").read_text().splitlines()
-                                    if line.startswith("VmRSS")).split()[1]) * 1024
-            except (OSError, StopIteration):
-                pass
-    return rss
+        pid = int(proc.name)
+        parents[pid] = int(status["PPid"])
+        rss[pid] = int(status["VmRSS"].split()[0]) * 1024 if "VmRSS" in status else 0
+        if is_ray:
+            ray_pids.add(pid)
+
+    def mine(pid: int) -> bool:
+        while pid > 1 and pid != me:
+            pid = parents.get(pid, 0)
+        return pid == me
+
+    return {pid: size for pid, size in rss.items() if pid in ray_pids or mine(pid)}
 
 
 def main() -> None:

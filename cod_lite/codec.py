@@ -180,9 +180,13 @@ class Codec:
         carried = read_metadata(image, metadata_kinds(metadata))
         return self._stream(self.searched(pixels, self.quantize(pixels), effort), pixels, methods, carried, colour)
 
+    @functools.cached_property
+    def _retired(self) -> str | None:
+        return zoo.retirement(self.name, self.weights_sha256)
+
     def _check_offered(self) -> None:
         """InputError if these weights are retired (`zoo.RETIRED`): they decode, they make no new streams."""
-        why = zoo.retirement(self.name, self.weights_sha256)
+        why = self._retired
         if why is not None:
             raise InputError(f"{self.name} is retired: it decodes the streams it made but makes no new ones ({why})")
 

@@ -97,9 +97,8 @@ def each_file(
     process: here, or for several files on a CPU in network processes that share `threads`
     (default: every core; `processes.split`). Yields (job, True, result) or (job, False, a
     one-line reason) as each finishes: one file's failure does not stop the others."""
-    processes, threads_each = split(threads, len(jobs), parse_memory(max_memory)) if device in (None, "cpu") else (1, threads)
+    processes, threads_each = split(threads, len(jobs), parse_memory(max_memory), device=device)
     if processes > 1:
-        work.codec()  # a model that cannot load fails here, once, not in every process
         yield from run(work, jobs, processes, threads_each)
         return
     if threads_each:

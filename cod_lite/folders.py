@@ -383,15 +383,14 @@ def _run_locally(job: Job, on_failure: FailureHook | None, workers: int, progres
 
 
 def _split(job: Job, threads: int | None) -> tuple[int, int]:
-    """(network processes, threads each) for a local run: one process where the network runs on a
-    GPU or is a Codec the caller built (`processes.split` elsewhere)."""
-    if isinstance(job.model, Codec) or torch.device(job.options["device"]).type != "cpu" or len(job.todo) < 2:
+    """(network processes, threads each) for a local run (`processes.split`): one process where the
+    network is a Codec the caller built."""
+    if isinstance(job.model, Codec):
         return 1, threads or 0
-    return split(threads, len(job.todo), parse_memory(job.options["max_memory"]))
+    return split(threads, len(job.todo), parse_memory(job.options["max_memory"]), device=job.options["device"])
 
 
 def _run_in_processes(job: Job, on_failure: FailureHook | None, processes: int, threads: int, progress: bool) -> None:
-    job.codec()  # a model that cannot load fails here, once, not in every process
     summary = job.summary
     with tqdm(total=len(job.todo), unit="file", disable=not progress, dynamic_ncols=True) as bar:
         for (rel, _), ok, result in run(job, job.todo, processes, threads):

@@ -55,11 +55,14 @@ def available_memory() -> int | None:
     return None
 
 
-def split(threads: int | None, files: int, max_memory: int, memory: int | None = None) -> tuple[int, int]:
+def split(threads: int | None, files: int, max_memory: int, memory: int | None = None, device: str | None = None) -> tuple[int, int]:
     """(processes, threads each) for `files` files on a budget of `threads` CPU threads (default:
     every core this process may use): a process per THREADS_EACH threads, no more than there are
     files, and no more than `memory` (default: what is available) holds at `max_memory` per image
-    plus a model each; the processes share the threads."""
+    plus a model each; the processes share the threads. A network on another device than the
+    CPU runs in one process (with `threads`, or 0: torch's default)."""
+    if device is not None and torch.device(device).type != "cpu":
+        return 1, threads or 0
     threads = threads or cpu_count()
     memory = available_memory() if memory is None else memory
     by_memory = threads if memory is None else max(1, memory // (max_memory + PROCESS_OVERHEAD))
@@ -70,8 +73,10 @@ def split(threads: int | None, files: int, max_memory: int, memory: int | None =
 def run(work: FileWork, items: Iterable[Any], processes: int, threads: int) -> Iterator[tuple[Any, bool, Any]]:
     """Run `work.run(codec, item)` for every item in `processes` spawned processes with `threads`
     torch threads each, a few items ahead of each; yield (item, True, result) or (item, False,
-    one-line reason) as they finish. Spawned, not forked: a forked child of a process whose
+    one-line reason) as they finish. The model is loaded here first, so one that cannot load
+    fails once, before any process starts. Spawned, not forked: a forked child of a process whose
     OpenMP pool has started can hang."""
+    work.codec()
     pending: dict[Future, Any] = {}
     todo = iter(items)
     context = multiprocessing.get_context("spawn")
